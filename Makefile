@@ -1,0 +1,42 @@
+# fraudscore: the two commands a fresh machine needs are `make run` and `make test`.
+# Both install what they need (uv from PyPI if missing, then the locked environment).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PROTO := proto/scoring/v1/scoring.proto
+
+.PHONY: run test env proto proto-check lint typecheck bench clean
+
+env:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.9"
+	@$(UV) sync --frozen --quiet
+
+run: env ## Serve on the embedded defaults (trains a demo bundle on synthetic data if none exists).
+	$(UV) run --frozen fraudscore serve $(ARGS)
+
+test: env proto-check lint typecheck ## Everything CI runs.
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+proto: env ## Regenerate scoring/v1/ from proto/ (checked in; never edit by hand).
+	$(UV) run --frozen python -m grpc_tools.protoc -Iproto \
+		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO)
+
+proto-check: env ## Fails if the checked-in generated code differs from what proto/ generates.
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(UV) run --frozen python -m grpc_tools.protoc -Iproto \
+		--python_out=$$tmp --grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO) && \
+	for f in $$tmp/scoring/v1/*; do \
+		diff -q "$$f" "scoring/v1/$$(basename $$f)" >/dev/null || { echo "scoring/v1/$$(basename $$f) is stale: run 'make proto'"; exit 1; }; \
+	done; echo "generated code up to date"
+
+lint: env
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: env
+	$(UV) run --frozen mypy
+
+bench: env ## Score latency/throughput against a real server; writes bench/results/.
+	$(UV) run --frozen python bench/score_latency.py $(ARGS)
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
