@@ -191,7 +191,11 @@ FIELD_BY_COLUMN: Final = {f.column: f for f in FIELDS}
 FIELD_BY_PATH: Final = {f.path: f for f in FIELDS}
 CANONICAL_SCHEMA: Final = pl.Schema({f.column: f.dtype for f in FIELDS})
 PII_COLUMNS: Final = frozenset(f.column for f in FIELDS if f.pii)
-TEXT_COLUMNS: Final = ("text_loan_purpose", "text_business_description", "text_employment_description")
+TEXT_COLUMNS: Final = (
+    "text_loan_purpose",
+    "text_business_description",
+    "text_employment_description",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +234,7 @@ def _check_value(f: Field, value: Any, errors: list[FieldError]) -> Any:
             errors.append(FieldError(f.path, "must not contain NUL characters"))
             return None
         if f.max_len is not None and len(value) > f.max_len:
-            errors.append(
-                FieldError(f.path, f"must be at most {f.max_len} characters (got {len(value)})")
-            )
+            errors.append(FieldError(f.path, f"must be at most {f.max_len} characters (got {len(value)})"))
             return None
         value = value.strip()
         if value == "":
@@ -255,9 +257,7 @@ def _check_string(f: Field, value: Any, errors: list[FieldError]) -> str | None:
         errors.append(FieldError(f.path, f"must be a string (got {type(value).__name__})"))
         return None
     if f.choices is not None and value not in f.choices:
-        errors.append(
-            FieldError(f.path, f"must be one of {', '.join(f.choices)} (got {_shorten(value)})")
-        )
+        errors.append(FieldError(f.path, f"must be one of {', '.join(f.choices)} (got {_shorten(value)})"))
         return None
     if f.pattern is not None and not f.pattern.match(value):
         shown = "" if f.pii else f" (got {_shorten(value)})"
@@ -290,9 +290,8 @@ def _check_datetime(f: Field, value: Any, errors: list[FieldError]) -> dt.dateti
     if not isinstance(value, dt.datetime):
         errors.append(FieldError(f.path, "must be a timestamp"))
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    stamp: dt.datetime = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC)
 
 
 def _check_number(f: Field, value: Any, errors: list[FieldError]) -> float | int | None:
@@ -302,13 +301,15 @@ def _check_number(f: Field, value: Any, errors: list[FieldError]) -> float | int
     if isinstance(value, float) and not math.isfinite(value):
         errors.append(FieldError(f.path, f"must be a finite number (got {value})"))
         return None
+    number: float | int
     if f.dtype == pl.Int64():
         if isinstance(value, float) and not value.is_integer():
             errors.append(FieldError(f.path, f"must be a whole number (got {value})"))
             return None
-        value = int(value)
+        number = int(value)
     else:
-        value = float(value)
+        number = float(value)
+    value = number
     lo, hi = f.minimum, f.maximum
     if lo is not None and (value <= lo if f.exclusive_minimum else value < lo):
         op = ">" if f.exclusive_minimum else ">="
@@ -317,7 +318,7 @@ def _check_number(f: Field, value: Any, errors: list[FieldError]) -> float | int
     if hi is not None and value > hi:
         errors.append(FieldError(f.path, f"must be <= {hi:g} (got {value:g})"))
         return None
-    return value
+    return number
 
 
 def _check_attributes(attributes: Mapping[str, Any], errors: list[FieldError]) -> dict[str, Any]:
@@ -353,11 +354,9 @@ def validate_row(
     """
     errors: list[FieldError] = []
     row = {f.column: _check_value(f, raw.get(f.column), errors) for f in FIELDS}
-    if row["product"] == "SMALL_BUSINESS" and row["business_industry_code"] is None:
-        if not any(e.path == "business.industry_code" for e in errors):
-            errors.append(
-                FieldError("business.industry_code", "is required for SMALL_BUSINESS applications")
-            )
+    needs_industry = row["product"] == "SMALL_BUSINESS" and row["business_industry_code"] is None
+    if needs_industry and not any(e.path == "business.industry_code" for e in errors):
+        errors.append(FieldError("business.industry_code", "is required for SMALL_BUSINESS applications"))
     submitted, dob = row["submitted_at"], row["date_of_birth"]
     if submitted is not None:
         now = now or dt.datetime.now(dt.UTC)

@@ -1,0 +1,212 @@
+"""Score latency and throughput against a real `fraudscore serve` process over loopback gRPC.
+
+Scenarios: sequential (one request at a time) and closed-loop concurrent (N in flight). The server
+runs in its own process, as in production; the client is `grpc.aio` on the same machine, so both
+share its cores (say so when quoting). Applications are synthetic, drawn from `fraudscore synth`.
+
+    uv run python bench/score_latency.py [--bundle DIR] [--requests 2000] [--concurrency 16] [--seconds 15]
+
+Writes bench/results/score_latency.json and .md with the machine and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from features.schema import CANONICAL_SCHEMA
+from scoring.synth import generate
+from scoring.v1 import scoring_pb2 as pb
+from scoring.v1 import scoring_pb2_grpc as pb_grpc
+from scoring.wire import application_to_pb
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import lightgbm
+    import polars
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "polars": polars.__version__,
+        "lightgbm": lightgbm.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {f"p{q:g}": round(float(np.percentile(a, q)), 3) for q in (50, 90, 99, 99.9)} | {
+        "mean": round(float(a.mean()), 3)
+    }
+
+
+def start_server(bundle: Path | None) -> tuple[subprocess.Popen[str], str]:
+    cmd = [str(Path(sys.executable).parent / "fraudscore"), "serve", "--port", "0"]
+    if bundle is not None:
+        cmd += ["--bundle", str(bundle)]
+    env = {**os.environ, "FRAUDSCORE_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("fraudscore: serving gRPC on "):
+            return proc, line.split(" on ")[1].split(" ")[0]
+    raise SystemExit("server did not start")
+
+
+def server_stats(pid: int) -> dict[str, float]:
+    """CPU seconds and peak resident memory of the server process, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    return {"cpu_s": (int(stat[11]) + int(stat[12])) / ticks, "peak_rss_mib": round(peak_kb / 1024, 1)}
+
+
+async def sequential(
+    stub: pb_grpc.FraudScoringStub, apps: list[pb.LoanApplication], n: int
+) -> dict[str, Any]:
+    lat = []
+    for i in range(n):
+        t = time.perf_counter()
+        await stub.Score(pb.ScoreRequest(application=apps[i % len(apps)]), timeout=5)
+        lat.append((time.perf_counter() - t) * 1000)
+    return {"requests": n, "latency_ms": percentiles(lat)}
+
+
+async def closed_loop(
+    stub: pb_grpc.FraudScoringStub, apps: list[pb.LoanApplication], concurrency: int, seconds: float
+) -> dict[str, Any]:
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    stop_at = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            app = apps[next(counter) % len(apps)]
+            t = time.perf_counter()
+            try:
+                await stub.Score(pb.ScoreRequest(application=app), timeout=5)
+                lat.append((time.perf_counter() - t) * 1000)
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "ok": len(lat),
+        "errors": errors,
+        "throughput_rps": round(len(lat) / elapsed, 1),
+        "latency_ms": percentiles(lat),
+    }
+
+
+async def run(args: argparse.Namespace, target: str, pid: int) -> dict[str, Any]:
+    frame = generate(5_000, seed=99).select(list(CANONICAL_SCHEMA))
+    apps = [application_to_pb(row) for row in frame.iter_rows(named=True)]
+    # Submission times from the generator's calendar are in the past: fine for the validator.
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.FraudScoringStub(channel)
+        await sequential(stub, apps, 200)  # warm-up
+        before = server_stats(pid)
+        seq = await sequential(stub, apps, args.requests)
+        mid = server_stats(pid)
+        seq["server_cpu_ms_per_request"] = round((mid["cpu_s"] - before["cpu_s"]) * 1000 / args.requests, 3)
+        conc = await closed_loop(stub, apps, args.concurrency, args.seconds)
+        after = server_stats(pid)
+        conc["server_cpu_ms_per_request"] = round(
+            (after["cpu_s"] - mid["cpu_s"]) * 1000 / max(conc["ok"], 1), 3
+        )
+        conc["server_peak_rss_mib"] = after["peak_rss_mib"]
+    return {"sequential": seq, "concurrent": conc}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    s, c = result["sequential"], result["concurrent"]
+    return "\n".join(
+        [
+            f"# Score latency ({result['date']})",
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, grpcio {m['grpcio']}, "
+            f"polars {m['polars']}, LightGBM {m['lightgbm']}. Client and server on the same machine.",
+            f"Model: {result['model_version']} (demo bundle, synthetic data). Tabular features only.",
+            "",
+            "| scenario | requests | throughput (req/s) | p50 ms | p90 ms | p99 ms | p99.9 ms "
+            "| server CPU ms/req |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| sequential | {s['requests']} | {1000 / s['latency_ms']['mean']:.0f} | "
+            f"{s['latency_ms']['p50']} | {s['latency_ms']['p90']} | {s['latency_ms']['p99']} | "
+            f"{s['latency_ms']['p99.9']} | {s['server_cpu_ms_per_request']} |",
+            f"| {c['concurrency']} in flight, {c['seconds']} s | {c['ok']} | {c['throughput_rps']} | "
+            f"{c['latency_ms']['p50']} | {c['latency_ms']['p90']} | {c['latency_ms']['p99']} | "
+            f"{c['latency_ms']['p99.9']} | {c['server_cpu_ms_per_request']} |",
+            "",
+            f"Errors: {c['errors'] or 'none'}. Server peak RSS: {c['server_peak_rss_mib']} MiB.",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bundle", type=Path, help="default: the demo bundle (trained if missing)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    proc, target = start_server(args.bundle)
+    try:
+        result = asyncio.run(run(args, target, proc.pid))
+        with grpc.insecure_channel(target) as ch:
+            info = pb_grpc.FraudScoringStub(ch).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    result |= {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "model_version": info.model_version,
+        "client_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "score_latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result)
+    (RESULTS / "score_latency.md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The feature pipeline shared by training and serving: canonical rows in, a model matrix out.
+
+`FeatureSpec` is learned once from the training frame (which features are categorical and their
+vocabularies, which lender attributes exist and their kinds) and stored in the model bundle as JSON.
+`FeaturePipeline` applies it to any frame of canonical applications, one row or a million, with the
+same polars expressions, so training and serving compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from features.schema import ATTRIBUTE_PREFIX, CANONICAL_SCHEMA, FieldError, ValidationError
+from features.tabular import tabular_expressions
+
+Kind = Literal["numeric", "categorical"]
+
+# Categories seen fewer times than this in training are folded into "unknown" (null): a rare value
+# learned from a handful of rows is noise, and an unseen value must not crash serving.
+MIN_CATEGORY_COUNT = 20
+MAX_CATEGORIES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDef:
+    name: str
+    kind: Kind
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeDef:
+    """A lender attribute: a column of the lender's training file, read from the request's map."""
+
+    key: str
+    kind: Kind
+
+    @property
+    def column(self) -> str:
+        return ATTRIBUTE_PREFIX + self.key
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    features: tuple[FeatureDef, ...]
+    attributes: tuple[AttributeDef, ...] = ()
+    version: int = 1
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, f in enumerate(self.features) if f.kind == "categorical"]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        return cls(
+            features=tuple(
+                FeatureDef(f["name"], f["kind"], tuple(f.get("categories", ()))) for f in data["features"]
+            ),
+            attributes=tuple(AttributeDef(a["key"], a["kind"]) for a in data.get("attributes", ())),
+            version=int(data.get("version", 1)),
+        )
+
+
+def _kind_of(dtype: pl.DataType) -> Kind:
+    textual = dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum)
+    return "categorical" if textual else "numeric"
+
+
+def attribute_defs(frame: pl.DataFrame) -> tuple[AttributeDef, ...]:
+    """The lender attributes present in a canonical training frame (`attr_*` columns)."""
+    return tuple(
+        AttributeDef(name.removeprefix(ATTRIBUTE_PREFIX), _kind_of(dtype))
+        for name, dtype in frame.schema.items()
+        if name.startswith(ATTRIBUTE_PREFIX)
+    )
+
+
+@dataclass(slots=True)
+class FeaturePipeline:
+    """Turns canonical applications into features and the model's input matrix."""
+
+    spec: FeatureSpec | None = None
+    _expressions: list[pl.Expr] = field(default_factory=tabular_expressions)
+
+    # -- frames ----------------------------------------------------------------------------
+    def canonical_schema(self) -> pl.Schema:
+        schema = dict(CANONICAL_SCHEMA)
+        for a in self.spec.attributes if self.spec else ():
+            schema[a.column] = pl.Float64() if a.kind == "numeric" else pl.String()
+        return pl.Schema(schema)
+
+    def frame_from_rows(self, rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+        """A canonical frame from validated rows (as `validate_row` returns them)."""
+        schema = self.canonical_schema()
+        cols = list(schema)
+        records = [[row.get(c) for c in cols] for row in rows]
+        return pl.DataFrame(records, schema=schema, orient="row")
+
+    def features(self, canonical: pl.DataFrame) -> pl.DataFrame:
+        """Named features of every application in the frame, in the frame's row order."""
+        exprs = list(self._expressions)
+        attrs = self.spec.attributes if self.spec else attribute_defs(canonical)
+        for a in attrs:
+            dtype = pl.Float64 if a.kind == "numeric" else pl.String
+            col = pl.col(a.column) if a.column in canonical.columns else pl.lit(None)
+            exprs.append(col.cast(dtype).alias(a.column))
+        return canonical.select(exprs)
+
+    # -- the model matrix ------------------------------------------------------------------
+    def fit_spec(self, features: pl.DataFrame, attributes: Iterable[AttributeDef] = ()) -> FeatureSpec:
+        """Learns the spec from training features: kinds, and vocabularies of categoricals."""
+        defs = []
+        for name, dtype in features.schema.items():
+            kind = _kind_of(dtype)
+            cats: tuple[str, ...] = ()
+            if kind == "categorical":
+                counts = (
+                    features.get_column(name)
+                    .drop_nulls()
+                    .value_counts(sort=True)
+                    .filter(pl.col("count") >= MIN_CATEGORY_COUNT)
+                    .head(MAX_CATEGORIES)
+                )
+                # Sorted so the code of a category does not depend on row order.
+                cats = tuple(sorted(counts.get_column(name).to_list()))
+            defs.append(FeatureDef(name, kind, cats))
+        self.spec = FeatureSpec(features=tuple(defs), attributes=tuple(attributes))
+        return self.spec
+
+    def matrix(self, features: pl.DataFrame) -> np.ndarray:
+        """float64 matrix in spec order; categoricals as their vocabulary index, unknown as NaN."""
+        if self.spec is None:
+            raise RuntimeError("FeaturePipeline.matrix needs a spec (fit_spec or a bundle)")
+        exprs = []
+        for f in self.spec.features:
+            col = pl.col(f.name)
+            if f.kind == "categorical":
+                mapping = {c: i for i, c in enumerate(f.categories)}
+                col = col.cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.Float64)
+            exprs.append(col.cast(pl.Float64).fill_null(float("nan")).alias(f.name))
+        return features.select(exprs).to_numpy(order="c").astype(np.float64, copy=False)
+
+    # -- lender attributes from the wire ---------------------------------------------------
+    def coerce_attributes(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """Checks a request's attributes against the spec: known keys, right kinds.
+
+        Unknown keys are ignored (a lender may send more than the model uses); a known key with the
+        wrong kind is an error, since scoring it as missing would hide a broken integration.
+        """
+        known = {a.key: a for a in self.spec.attributes} if self.spec else {}
+        out: dict[str, Any] = {}
+        errors: list[FieldError] = []
+        for key, value in attributes.items():
+            spec = known.get(key)
+            if spec is None:
+                continue
+            path = f"attributes[{key!r}]"
+            if spec.kind == "numeric":
+                number = float(value) if isinstance(value, bool | int | float) else math.nan
+                if not math.isfinite(number):
+                    errors.append(FieldError(path, "must be a finite number for this model"))
+                    continue
+                out[key] = number
+            else:
+                if not isinstance(value, str):
+                    errors.append(FieldError(path, "must be text for this model"))
+                    continue
+                out[key] = value
+        if errors:
+            raise ValidationError(errors)
+        return out

@@ -1,0 +1,256 @@
+"""The `fraudscore` command line: synth, train, evaluate, serve, score, info.
+
+The commands and flags listed in the README are a stable interface for scripts; new flags may be
+added, none removed. Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from scoring.settings import Settings
+
+
+def _progress(message: str) -> None:
+    print(f"[fraudscore] {message}", file=sys.stderr, flush=True)
+
+
+def write_table(frame: object, path: Path) -> None:
+    import polars as pl
+
+    assert isinstance(frame, pl.DataFrame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        frame.write_parquet(path)
+    elif path.suffix.lower() == ".csv":
+        frame.write_csv(path)
+    else:
+        raise SystemExit(f"fraudscore: {path}: expected a .parquet or .csv file name")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from scoring.synth import generate
+
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        _progress(f"generated {done:,} / {total:,} applications")
+
+    frame = generate(args.rows, seed=args.seed, months=args.months, progress=progress)
+    write_table(frame, args.out)
+    fraud = int(frame.get_column("is_fraud").sum())
+    _progress(
+        f"wrote {frame.height:,} synthetic applications ({fraud:,} labelled fraud) to {args.out} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scoring.dataset import load_dataset
+    from scoring.train import TrainConfig, format_report, train
+
+    _progress(f"reading {args.data}")
+    data = load_dataset(args.data, args.mapping)
+    config = TrainConfig(
+        seed=args.seed,
+        calibration=args.calibration,
+        review_rate=args.review_rate,
+        decline_rate=args.decline_rate,
+        synthetic=args.synthetic,
+    )
+    version, report = train(data, args.out, config, source=args.data, progress=_progress)
+    print(format_report(report))
+    print(f"\nbundle {version} written to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from scoring.dataset import load_dataset
+    from scoring.model import ScoringModel
+    from scoring.train import evaluate_bundle, format_report
+
+    model = ScoringModel.load(args.bundle, threads=2)
+    data = load_dataset(args.data, args.mapping)
+    report = evaluate_bundle(model, data)
+    report["model_version"] = model.version
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def ensure_bundle(settings: Settings) -> Path:
+    """The bundle to serve: the configured one, or the demo bundle, trained on first use."""
+    if settings.bundle is not None:
+        return settings.bundle
+    path = settings.resolved_bundle()
+    if (path / "MANIFEST.json").exists():
+        return path
+    from scoring.dataset import ColumnMapping, canonicalise
+    from scoring.synth import generate
+    from scoring.train import TrainConfig, format_report, train
+
+    _progress(f"no bundle given: training a demo bundle on {settings.demo_rows:,} SYNTHETIC applications")
+    frame = generate(
+        settings.demo_rows,
+        seed=settings.demo_seed,
+        progress=lambda d, t: _progress(f"generated {d:,} / {t:,} applications"),
+    )
+    data_file = settings.data_dir / "demo-applications.parquet"
+    write_table(frame, data_file)
+    data = canonicalise(frame, ColumnMapping())
+    _, report = train(
+        data,
+        path,
+        TrainConfig(seed=settings.demo_seed, synthetic=True),
+        source=data_file,
+        progress=_progress,
+    )
+    _progress("demo model metrics on its time-split test set (synthetic data):\n" + format_report(report))
+    return path
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring import logs
+    from scoring.errors import BundleError
+    from scoring.grpc_server import serve_forever
+    from scoring.model import ScoringModel
+    from scoring.service import ScoringService
+
+    logs.configure(settings.log_level)
+    bundle = ensure_bundle(settings)
+    try:
+        model = ScoringModel.load(bundle, threads=settings.model_threads)
+    except BundleError as exc:
+        print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
+        return 3
+
+    def ready(port: int) -> None:
+        print(
+            f"fraudscore: serving gRPC on {settings.host}:{port} (model {model.version})",
+            flush=True,
+        )
+
+    asyncio.run(serve_forever(ScoringService(model, settings), settings, ready))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from scoring.v1 import scoring_pb2 as pb
+    from scoring.v1 import scoring_pb2_grpc as pb_grpc
+
+    text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
+    try:
+        application = json_format.Parse(text, pb.LoanApplication())
+    except json_format.ParseError as exc:
+        print(
+            f"fraudscore: {args.file} is not a LoanApplication in protobuf JSON form: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    with grpc.insecure_channel(args.target) as channel:
+        stub = pb_grpc.FraudScoringStub(channel)
+        try:
+            response = stub.Score(pb.ScoreRequest(application=application), timeout=args.deadline)
+        except grpc.RpcError as exc:
+            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
+    print(
+        json_format.MessageToJson(
+            response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from scoring.v1 import scoring_pb2 as pb
+    from scoring.v1 import scoring_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        info = pb_grpc.FraudScoringStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=args.deadline)
+    print(json_format.MessageToJson(info, preserving_proto_field_name=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraudscore", description="Credit fraud-risk scoring service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate SYNTHETIC labelled applications (demos, tests, benchmarks)")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--months", type=int, default=6)
+    p.add_argument("--out", type=Path, required=True, help="a .parquet or .csv file")
+
+    p = sub.add_parser("train", help="train a model bundle from a labelled parquet/CSV file")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--mapping", type=Path, help="TOML mapping of your columns to canonical fields")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--calibration", choices=("isotonic", "platt"), default="isotonic")
+    p.add_argument("--review-rate", type=float, default=0.04)
+    p.add_argument("--decline-rate", type=float, default=0.01)
+    p.add_argument("--synthetic", action="store_true", help="mark the bundle as trained on synthetic data")
+
+    p = sub.add_parser("evaluate", help="score a labelled file with a bundle and print its metrics")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--mapping", type=Path)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("serve", help="serve gRPC (trains a demo bundle first if none is given)")
+    p.add_argument("--bundle", type=Path)
+    p.add_argument("--port", type=int)
+    p.add_argument("--host")
+
+    for name, help_text in (
+        ("score", "send one application (protobuf JSON) and print the response"),
+        ("info", "print the served model's description"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--target", default="127.0.0.1:50051")
+        p.add_argument("--deadline", type=float, default=5.0, help="seconds")
+        if name == "score":
+            p.add_argument("file", type=Path, help="application JSON file, or - for stdin")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {
+        k: getattr(args, k) for k in ("bundle", "port", "host") if getattr(args, k, None) is not None
+    }
+    settings = Settings(**overrides)
+    from scoring.dataset import DatasetError
+    from scoring.errors import FraudscoreError
+
+    try:
+        if args.command == "serve":
+            return cmd_serve(args, settings)
+        handler = {
+            "synth": cmd_synth,
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "score": cmd_score,
+            "info": cmd_info,
+        }
+        return handler[args.command](args)
+    except (DatasetError, FraudscoreError, ValueError) as exc:
+        print(f"fraudscore: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Errors of the scoring core, each knowing the gRPC status it maps to.
+
+    FraudscoreError
+    ├── InvalidApplicationError   INVALID_ARGUMENT    the request names the bad field and why
+    ├── OverloadedError           RESOURCE_EXHAUSTED  the queue is full; retry with backoff
+    ├── DeadlineExceededError     DEADLINE_EXCEEDED   the caller's deadline passed before scoring
+    ├── BundleError               FAILED_PRECONDITION a model bundle is missing, tampered or unreadable
+    └── NotReadyError             UNAVAILABLE         the service is starting or shutting down
+
+The core raises these; only `scoring.grpc_server` turns them into wire statuses, in one place.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from features.schema import ValidationError
+
+
+class FraudscoreError(Exception):
+    """Base of every error the service reports to a caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def grpc_status_code(self) -> grpc.StatusCode:
+        return self.code
+
+
+class InvalidApplicationError(FraudscoreError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    @classmethod
+    def from_validation(cls, error: ValidationError) -> InvalidApplicationError:
+        return cls(str(error))
+
+
+class OverloadedError(FraudscoreError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceededError(FraudscoreError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class BundleError(FraudscoreError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class NotReadyError(FraudscoreError):
+    code = grpc.StatusCode.UNAVAILABLE

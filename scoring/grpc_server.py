@@ -1,0 +1,198 @@
+"""The gRPC transport: a thin `grpc.aio` servicer over `ScoringService`, plus the standard health and
+reflection services.
+
+Requests arrive as bytes and are parsed here, so that a message that does not parse is answered with
+INVALID_ARGUMENT (grpcio's own deserialisation failure would answer INTERNAL). Every error of the core
+carries its status code; `_unary` maps them onto the wire in one place, and anything unexpected becomes
+INTERNAL with no details (it is logged with its type and place, never its message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from features.schema import ValidationError
+from scoring import wire
+from scoring.errors import FraudscoreError, InvalidApplicationError
+from scoring.service import ScoringService
+from scoring.settings import Settings
+from scoring.v1 import scoring_pb2 as pb
+
+log = logging.getLogger("fraudscore.grpc")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FraudScoring"].full_name
+T = TypeVar("T")
+
+
+def _parse(message_type: type[T], data: bytes) -> T:
+    try:
+        return message_type.FromString(data)  # type: ignore[attr-defined,no-any-return]
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise InvalidApplicationError(f"request is not a valid {message_type.__name__} message") from exc
+
+
+def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else max(0.0, remaining)
+
+
+async def _unary(context: grpc.aio.ServicerContext[Any, Any], method: str, call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except FraudscoreError as exc:
+        await context.abort(exc.grpc_status_code(), str(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error", extra={"rpc": method})
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+    raise AssertionError("unreachable: abort raises")
+
+
+class FraudScoringServicer:
+    def __init__(self, service: ScoringService, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+
+    async def _score(self, request: pb.ScoreRequest, timeout: float | None) -> pb.ScoreResponse:
+        if not request.HasField("application"):
+            raise InvalidApplicationError("application is required")
+        try:
+            raw, attributes = wire.application_from_pb(request.application)
+        except ValidationError as exc:
+            raise InvalidApplicationError.from_validation(exc) from None
+        result = await self.service.score(raw, attributes, timeout=timeout)
+        return wire.result_to_pb(result)
+
+    async def Score(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ScoreResponse:
+        async def call() -> pb.ScoreResponse:
+            return await self._score(_parse(pb.ScoreRequest, data), _timeout(context))
+
+        return await _unary(context, "Score", call())
+
+    async def GetModelInfo(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelInfo:
+        async def call() -> pb.ModelInfo:
+            _parse(pb.GetModelInfoRequest, data)
+            return wire.model_info_to_pb(self.service.describe())
+
+        return await _unary(context, "GetModelInfo", call())
+
+    async def _batch_item(self, index: int, data: bytes, timeout: float | None) -> pb.ScoreBatchItem:
+        try:
+            response = await self._score(_parse(pb.ScoreRequest, data), timeout)
+        except FraudscoreError as exc:
+            error = pb.ScoreError(code=exc.grpc_status_code().name, message=str(exc))
+            return pb.ScoreBatchItem(index=index, error=error)
+        return pb.ScoreBatchItem(index=index, response=response)
+
+    async def ScoreBatch(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ScoreBatchItem]:
+        """Scores a stream with at most `batch_stream_window` requests in flight; answers in order."""
+        window: asyncio.Queue[asyncio.Task[pb.ScoreBatchItem] | None] = asyncio.Queue(
+            maxsize=self.settings.batch_stream_window
+        )
+        timeout = _timeout(context)
+
+        async def produce() -> None:
+            try:
+                index = 0
+                async for data in requests:
+                    await window.put(asyncio.ensure_future(self._batch_item(index, data, timeout)))
+                    index += 1
+            finally:
+                await window.put(None)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (task := await window.get()) is not None:
+                yield await task
+            await producer  # re-raises a failure to read the stream
+        except FraudscoreError as exc:
+            await context.abort(exc.grpc_status_code(), str(exc))
+        finally:
+            producer.cancel()
+            while not window.empty():
+                pending = window.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        serialize = {
+            "Score": pb.ScoreResponse.SerializeToString,
+            "GetModelInfo": pb.ModelInfo.SerializeToString,
+            "ScoreBatch": pb.ScoreBatchItem.SerializeToString,
+        }
+        methods: dict[str, grpc.RpcMethodHandler] = {
+            "Score": grpc.unary_unary_rpc_method_handler(self.Score, response_serializer=serialize["Score"]),
+            "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+                self.GetModelInfo, response_serializer=serialize["GetModelInfo"]
+            ),
+            "ScoreBatch": grpc.stream_stream_rpc_method_handler(
+                self.ScoreBatch, response_serializer=serialize["ScoreBatch"]
+            ),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
+
+
+class Server:
+    """The running gRPC server: scoring, health and reflection on one port."""
+
+    def __init__(self, service: ScoringService, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        options = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self.grpc = grpc.aio.server(options=options)
+        self.grpc.add_generic_rpc_handlers((FraudScoringServicer(service, settings).handler(),))
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
+        )
+        self.port = self.grpc.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.port == 0:
+            raise OSError(f"could not bind {settings.host}:{settings.port}")
+
+    async def start(self) -> None:
+        await self.service.start()
+        await self.grpc.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"port": self.port, "model_version": self.service.model.version})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: health says NOT_SERVING at once, in-flight calls get `grace` seconds to finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(self.settings.grace_seconds if grace is None else grace)
+        await self.service.stop()
+        log.info("stopped", extra={"batches": self.service.batches, "scored": self.service.scored})
+
+    async def wait(self) -> None:
+        await self.grpc.wait_for_termination()
+
+
+async def serve_forever(service: ScoringService, settings: Settings, on_ready: Callable[[int], None]) -> None:
+    """Serves until SIGINT/SIGTERM, then shuts down gracefully."""
+    import signal
+
+    server = Server(service, settings)
+    await server.start()
+    on_ready(server.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

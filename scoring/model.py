@@ -1,0 +1,64 @@
+"""A loaded, verified model bundle that scores frames of canonical applications: features, LightGBM
+log-odds, calibrated probability, score and decision. Loaded once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from features.pipeline import FeaturePipeline, FeatureSpec
+from scoring.bundle import VerifiedBundle, read_bundle
+from scoring.calibration import Calibrator
+from scoring.errors import BundleError
+from scoring.policy import Decision, Policy, to_score
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    raw: NDArray[np.float64]
+    probability: NDArray[np.float64]
+    score: NDArray[np.int32]
+    decisions: list[Decision]
+
+
+class ScoringModel:
+    """Everything scoring needs from a bundle, read and checked once."""
+
+    def __init__(self, bundle: VerifiedBundle, *, threads: int = 1) -> None:
+        self.bundle = bundle
+        self.version = bundle.version
+        try:
+            self.spec = FeatureSpec.from_json(bundle.json("feature_spec.json"))
+            self.calibrator = Calibrator.from_json(bundle.json("calibration.json"))
+            self.policy = Policy.from_json(bundle.json("thresholds.json"))
+            self.metrics: dict[str, Any] = bundle.json("metrics.json")
+            self.info: dict[str, Any] = bundle.json("bundle.json")
+            self.booster = lgb.Booster(model_str=bundle.files["model.txt"].decode())
+        except (KeyError, ValueError, TypeError, lgb.basic.LightGBMError) as exc:
+            raise BundleError(f"bundle {bundle.directory} is unreadable: {exc}") from exc
+        if self.booster.feature_name() != self.spec.names:
+            raise BundleError(f"bundle {bundle.directory}: model.txt features differ from feature_spec.json")
+        self.pipeline = FeaturePipeline(self.spec)
+        self.threads = threads
+
+    @classmethod
+    def load(cls, directory: Path, *, threads: int = 1) -> ScoringModel:
+        return cls(read_bundle(directory), threads=threads)
+
+    def raw_scores(self, canonical: pl.DataFrame) -> NDArray[np.float64]:
+        matrix = self.pipeline.matrix(self.pipeline.features(canonical))
+        raw = self.booster.predict(matrix, raw_score=True, num_threads=self.threads)
+        return np.asarray(raw, dtype=np.float64)
+
+    def score_frame(self, canonical: pl.DataFrame) -> BatchScores:
+        raw = self.raw_scores(canonical)
+        prob = self.calibrator(raw)
+        products = canonical.get_column("product").to_list()
+        decisions = [self.policy.decide(float(p), str(k)) for p, k in zip(prob, products, strict=True)]
+        return BatchScores(raw=raw, probability=prob, score=to_score(prob), decisions=decisions)

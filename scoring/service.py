@@ -1,0 +1,190 @@
+"""The scoring core: validates applications, gathers concurrent requests into micro-batches, scores
+each batch with one pass of the feature pipeline and the model, and answers each caller.
+
+No transport code here: the gRPC servicer and the command line both call `ScoringService`.
+
+Why micro-batches: building polars features for one row costs about as much as for a hundred (the
+per-call overhead dominates), so the first request of a batch waits at most `batch_max_wait_ms` for
+others to join, up to `batch_max_size`. The CPU-bound batch runs on one worker thread, off the event
+loop; while it runs, the next batch gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from features.schema import ValidationError, validate_row
+from scoring.errors import (
+    DeadlineExceededError,
+    InvalidApplicationError,
+    NotReadyError,
+    OverloadedError,
+)
+from scoring.model import ScoringModel
+from scoring.results import ModelDescription, ScoreResult
+from scoring.settings import Settings
+
+log = logging.getLogger("fraudscore.service")
+
+
+@dataclass(slots=True)
+class _Pending:
+    row: dict[str, Any]
+    future: asyncio.Future[ScoreResult]
+    received: float  # time.perf_counter() when the request arrived
+    deadline: float | None  # time.perf_counter() by which the caller stops waiting
+
+
+class ScoringService:
+    def __init__(self, model: ScoringModel, settings: Settings) -> None:
+        self.model = model
+        self.settings = settings
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraudscore-batch")
+        self.batches = 0
+        self.scored = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(maxsize=self.settings.max_queue)
+        self._worker = asyncio.create_task(self._run(), name="fraudscore-batcher")
+
+    async def stop(self) -> None:
+        """Scores what is queued, then stops the worker."""
+        if self._queue is not None:
+            await self._queue.join()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._worker = None
+        self._executor.shutdown(wait=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    # -- the API -----------------------------------------------------------------------------
+    def prepare(self, raw: Mapping[str, Any], attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """Validates one application into a canonical row; raises InvalidApplicationError."""
+        try:
+            attrs = self.model.pipeline.coerce_attributes(attributes)
+            return validate_row(raw, attributes=attrs)
+        except ValidationError as exc:
+            raise InvalidApplicationError.from_validation(exc) from None
+
+    async def score(
+        self,
+        raw: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ScoreResult:
+        """Scores one application; `timeout` is the caller's remaining deadline in seconds."""
+        received = time.perf_counter()
+        row = self.prepare(raw, attributes or {})
+        if self._queue is None or not self.ready:
+            raise NotReadyError("the scoring service is not running")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(
+            row, loop.create_future(), received, None if timeout is None else received + timeout
+        )
+        try:
+            self._queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            raise OverloadedError(
+                f"scoring queue is full ({self.settings.max_queue} waiting); retry with backoff"
+            ) from None
+        return await pending.future
+
+    def describe(self) -> ModelDescription:
+        m = self.model
+        return ModelDescription(
+            version=m.version,
+            created_at=str(m.info.get("created_at", "")),
+            training_data_fingerprint=str(m.info.get("training_data_fingerprint", "")),
+            features=tuple((f.name, f.kind) for f in m.spec.features),
+            lender_attributes=tuple(a.key for a in m.spec.attributes),
+            thresholds={p: (t.review, t.decline) for p, t in m.policy.by_product.items()},
+            metrics=m.metrics.get("products", {}),
+            calibration=m.calibrator.method,
+            synthetic_training_data=bool(m.info.get("synthetic_training_data", False)),
+        )
+
+    # -- the batcher -------------------------------------------------------------------------
+    async def _gather(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
+        batch = [await queue.get()]
+        wait_until = time.perf_counter() + self.settings.batch_max_wait_ms / 1000.0
+        while len(batch) < self.settings.batch_max_size:
+            try:
+                batch.append(queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = wait_until - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather(queue)
+            try:
+                now = time.perf_counter()
+                live = []
+                for p in batch:
+                    if p.future.done():  # the caller went away (cancelled)
+                        continue
+                    if p.deadline is not None and now >= p.deadline:
+                        p.future.set_exception(DeadlineExceededError("deadline passed before scoring"))
+                        continue
+                    live.append(p)
+                if live:
+                    try:
+                        results = await loop.run_in_executor(self._executor, self._score_batch, live)
+                    except Exception as exc:  # a bug, not bad input: every caller in the batch hears of it
+                        log.exception("batch scoring failed", extra={"batch_size": len(live)})
+                        for p in live:
+                            if not p.future.done():
+                                p.future.set_exception(exc)
+                    else:
+                        for p, r in zip(live, results, strict=True):
+                            if not p.future.done():
+                                p.future.set_result(r)
+                        self.batches += 1
+                        self.scored += len(live)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult]:
+        frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
+        scores = self.model.score_frame(frame)
+        done = time.perf_counter()
+        return [
+            ScoreResult(
+                application_id=p.row["application_id"],
+                product=p.row["product"],
+                probability=float(scores.probability[i]),
+                score=int(scores.score[i]),
+                decision=scores.decisions[i],
+                model_version=self.model.version,
+                latency_ms=round((done - p.received) * 1000.0, 3),
+            )
+            for i, p in enumerate(batch)
+        ]

@@ -1,0 +1,48 @@
+"""The one settings object of the service: built once by the command line (from `FRAUDSCORE_*`
+environment variables, a `.env` file and command-line flags) and passed down. Nothing else reads
+the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRAUDSCORE_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address the gRPC server binds. Use 0.0.0.0 in a container."""
+    port: int = Field(default=50051, ge=0, le=65535)
+    """gRPC port; 0 picks a free one (the server prints and logs the one it got)."""
+    bundle: Path | None = None
+    """Model bundle directory. Unset: the demo bundle under `data_dir`, trained on first start."""
+    data_dir: Path = Path("var")
+    """Where the demo data and demo bundle are written."""
+    demo_rows: int = Field(default=200_000, ge=10_000)
+    """Synthetic applications generated to train the demo bundle."""
+    demo_seed: int = 7
+    """Seed of the demo data: the same seed gives the same data and the same model."""
+
+    batch_max_size: int = Field(default=64, ge=1, le=4096)
+    """Most applications scored together in one micro-batch."""
+    batch_max_wait_ms: float = Field(default=2.0, ge=0.0, le=100.0)
+    """How long the first request of a micro-batch waits for others to join it."""
+    max_queue: int = Field(default=2048, ge=1)
+    """Requests waiting to be scored beyond which new ones are refused with RESOURCE_EXHAUSTED."""
+    model_threads: int = Field(default=1, ge=1, le=64)
+    """Threads LightGBM uses per prediction call (unset, it would take every core for one row)."""
+    max_message_bytes: int = Field(default=1 << 20, ge=1 << 16)
+    """Largest request message accepted, in bytes."""
+    batch_stream_window: int = Field(default=256, ge=1, le=65536)
+    """Requests of one ScoreBatch stream scored concurrently (bounded to keep memory bounded)."""
+    grace_seconds: float = Field(default=5.0, ge=0.0)
+    """On shutdown, how long in-flight calls get to finish."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Structured JSON logs go to stderr at this level; they never carry personal data."""
+
+    def resolved_bundle(self) -> Path:
+        return self.bundle if self.bundle is not None else self.data_dir / "demo-bundle"

@@ -1,0 +1,121 @@
+"""The command line as a user runs it: synth -> train -> evaluate, and serve (demo bundle) -> score."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import EXAMPLES
+
+FRAUDSCORE = str(Path(sys.executable).parent / "fraudscore")
+pytestmark = pytest.mark.slow
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FRAUDSCORE, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_same_seed_same_data_and_same_metrics(tmp_path):
+    a, b, c = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    for path, seed in ((a, "5"), (b, "5"), (c, "6")):
+        proc = run("synth", "--rows", "20000", "--seed", seed, "--out", str(path))
+        assert proc.returncode == 0, proc.stderr
+    assert pl.read_parquet(a).equals(pl.read_parquet(b))
+    assert not pl.read_parquet(a).equals(pl.read_parquet(c))
+
+    reports = []
+    for name in ("m1", "m2"):
+        proc = run("train", "--data", str(a), "--out", str(tmp_path / name), "--seed", "3", "--synthetic")
+        assert proc.returncode == 0, proc.stderr
+        assert "| overall |" in proc.stdout
+        report = json.loads((tmp_path / name / "metrics.json").read_text())
+        report.pop("train_seconds")
+        reports.append(report)
+    assert reports[0] == reports[1]
+    assert (tmp_path / "m1" / "model.txt").read_bytes() == (tmp_path / "m2" / "model.txt").read_bytes()
+
+    proc = run("evaluate", "--bundle", str(tmp_path / "m1"), "--data", str(c), "--json")
+    assert proc.returncode == 0, proc.stderr
+    evaluated = json.loads(proc.stdout)
+    assert evaluated["overall"]["rows"] == 20000
+    assert 0.5 < evaluated["overall"]["roc_auc"] <= 1.0
+    assert set(evaluated["products"]) == {"CONSUMER", "SMALL_BUSINESS"}
+
+
+def test_train_reports_a_missing_label_column_clearly(tmp_path):
+    path = tmp_path / "x.csv"
+    pl.DataFrame({"loan_amount": [1.0, 2.0]}).write_csv(path)
+    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"))
+    assert proc.returncode == 2
+    assert "label column 'is_fraud' is not in the file" in proc.stderr
+
+
+def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **os.environ,
+        "FRAUDSCORE_DATA_DIR": str(tmp_path / "var"),
+        "FRAUDSCORE_DEMO_ROWS": "20000",
+        "FRAUDSCORE_GRACE_SECONDS": "2",
+    }
+    proc = subprocess.Popen(
+        [FRAUDSCORE, "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 300
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("fraudscore: serving gRPC on "):
+            return proc, line.split(" on ")[1].split(" ")[0]
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
+    proc, target = _start_demo_server(tmp_path)
+    try:
+        assert (tmp_path / "var" / "demo-bundle" / "MANIFEST.json").exists()
+        scored = run("score", "--target", target, str(EXAMPLES / "consumer-application.json"), timeout=30)
+        assert scored.returncode == 0, scored.stderr
+        response = json.loads(scored.stdout)
+        assert response["application_id"] == "LOS-2026-000123"
+        assert response["decision"] in {"DECISION_APPROVE", "DECISION_REVIEW", "DECISION_DECLINE"}
+
+        bad = json.loads((EXAMPLES / "consumer-application.json").read_text())
+        bad["loan"]["amount"] = -5
+        rejected = subprocess.run(
+            [FRAUDSCORE, "score", "--target", target, "-"],
+            input=json.dumps(bad),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert rejected.returncode == 2
+        assert "INVALID_ARGUMENT: loan.amount must be > 0 (got -5)" in rejected.stderr
+
+        info = run("info", "--target", target, timeout=30)
+        assert json.loads(info.stdout)["synthetic_training_data"] is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(entry["event"] == "stopped" for entry in logs)
+    # No personal data of the sample in any log line.
+    for secret in ("Maria", "Lopez", "512-44-7781", "maria.lopez87", "+14155550182", "credit cards"):
+        assert secret not in stderr
