@@ -233,7 +233,8 @@ def _check_value(f: Field, value: Any, errors: list[FieldError]) -> Any:
         if "\x00" in value:
             errors.append(FieldError(f.path, "must not contain NUL characters"))
             return None
-        if f.max_len is not None and len(value) > f.max_len:
+        # A field with a pattern is better told what it should look like than how long it is.
+        if f.max_len is not None and len(value) > f.max_len and f.pattern is None:
             errors.append(FieldError(f.path, f"must be at most {f.max_len} characters (got {len(value)})"))
             return None
         value = value.strip()
@@ -259,7 +260,7 @@ def _check_string(f: Field, value: Any, errors: list[FieldError]) -> str | None:
     if f.choices is not None and value not in f.choices:
         errors.append(FieldError(f.path, f"must be one of {', '.join(f.choices)} (got {_shorten(value)})"))
         return None
-    if f.pattern is not None and not f.pattern.match(value):
+    if f.pattern is not None and not f.pattern.fullmatch(value):
         shown = "" if f.pii else f" (got {_shorten(value)})"
         errors.append(FieldError(f.path, f"must be {f.pattern_hint}{shown}"))
         return None

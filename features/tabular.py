@@ -4,6 +4,10 @@ day, email and phone signals, identifier format validity, text statistics.
 Every expression here reads only its own row, so a feature never depends on which other
 applications share the frame: the batch used in serving and the single row give the same numbers.
 Cross-application features (velocity, identity links) live in `features.history`.
+
+Never divide by a literal here: polars computes `x / c` over a batch as `x * (1 / c)` but exactly
+for a single row, so the last bit of the result would depend on the batch. Multiplying by a literal
+is one rounding either way. (`tests/features/test_pipeline.py` holds batch == single row.)
 """
 
 from __future__ import annotations
@@ -177,9 +181,9 @@ def tabular_expressions() -> list[pl.Expr]:
         pl.col("loan_purpose"),
         pl.col("loan_currency"),
         _safe_ratio(amount, income).alias("loan_to_income"),
-        _safe_ratio(amount / pl.col("loan_term_months"), income / 12).alias("payment_to_income"),
+        _safe_ratio(amount * 12.0, pl.col("loan_term_months") * income).alias("payment_to_income"),
         income.alias("annual_income"),
-        ((submitted.dt.date() - pl.col("date_of_birth")).dt.total_days() / 365.25).alias(
+        ((submitted.dt.date() - pl.col("date_of_birth")).dt.total_days() * (1 / 365.25)).alias(
             "applicant_age_years"
         ),
         pl.col("years_at_address"),
