@@ -849,7 +849,7 @@ class ProductMetrics(_message.Message):
     recall_at_5pct_fpr: _builtins.float
     ks: _builtins.float
     calibration_error: _builtins.float
-    """Expected calibration error, 10 bins."""
+    """Expected calibration error over 10 equal-count bins."""
     def __init__(
         self,
         *,
