@@ -161,7 +161,8 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, grpcio {m['grpcio']}, "
             f"polars {m['polars']}, LightGBM {m['lightgbm']}. Client and server on the same machine.",
-            f"Model: {result['model_version']} (demo bundle, synthetic data). Tabular features only.",
+            f"Model: {result['model_version']} ({result['training_data']} training data). "
+            "Tabular features only.",
             "",
             "| scenario | requests | throughput (req/s) | p50 ms | p90 ms | p99 ms | p99.9 ms "
             "| server CPU ms/req |",
@@ -199,6 +200,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "model_version": info.model_version,
+        "training_data": "synthetic" if info.synthetic_training_data else "lender",
         "client_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -94,6 +94,9 @@ class FeaturePipeline:
 
     spec: FeatureSpec | None = None
     _expressions: list[pl.Expr] = field(default_factory=tabular_expressions)
+    # Built once per spec: the expressions (and their category mappings) are shared by every batch.
+    _matrix_for: FeatureSpec | None = field(default=None, repr=False)
+    _matrix_exprs: list[pl.Expr] = field(default_factory=list, repr=False)
 
     # -- frames ----------------------------------------------------------------------------
     def canonical_schema(self) -> pl.Schema:
@@ -144,14 +147,10 @@ class FeaturePipeline:
         """float64 matrix in spec order; categoricals as their vocabulary index, unknown as NaN."""
         if self.spec is None:
             raise RuntimeError("FeaturePipeline.matrix needs a spec (fit_spec or a bundle)")
-        exprs = []
-        for f in self.spec.features:
-            col = pl.col(f.name)
-            if f.kind == "categorical":
-                mapping = {c: i for i, c in enumerate(f.categories)}
-                col = col.cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.Float64)
-            exprs.append(col.cast(pl.Float64).fill_null(float("nan")).alias(f.name))
-        return features.select(exprs).to_numpy(order="c").astype(np.float64, copy=False)
+        if self._matrix_for is not self.spec:
+            self._matrix_exprs = [_matrix_expr(f) for f in self.spec.features]
+            self._matrix_for = self.spec
+        return features.select(self._matrix_exprs).to_numpy(order="c").astype(np.float64, copy=False)
 
     # -- lender attributes from the wire ---------------------------------------------------
     def coerce_attributes(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,3 +181,11 @@ class FeaturePipeline:
         if errors:
             raise ValidationError(errors)
         return out
+
+
+def _matrix_expr(f: FeatureDef) -> pl.Expr:
+    col = pl.col(f.name)
+    if f.kind == "categorical":
+        mapping = {c: i for i, c in enumerate(f.categories)}
+        col = col.cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.Float64)
+    return col.cast(pl.Float64).fill_null(float("nan")).alias(f.name)
