@@ -81,15 +81,22 @@ class Dataset:
     label: NDArray[np.int8]
     typology: NDArray[np.str_] | None
     time_ordered: bool  # False: no timestamp, the file's row order stands in for time
+    warnings: tuple[str, ...] = ()  # values that could not be read as their canonical type
 
 
 def read_table(path: Path) -> pl.DataFrame:
+    """A parquet file as typed, or a CSV file with every column as text.
+
+    CSV is read untyped on purpose: type inference would turn postal codes, account and registration
+    numbers into integers and drop their leading zeros. Canonical columns are cast to their schema
+    types afterwards, and lender columns whose values all read as numbers become numeric."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
             return pl.read_parquet(path)
         if suffix in (".csv", ".txt"):
-            return pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False)
+            text = pl.read_csv(path, infer_schema=False)
+            return text.with_columns(pl.col(pl.String).replace("", None))
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise DatasetError(f"{path}: {exc}") from exc
     raise DatasetError(f"{path}: expected a .parquet or .csv file")
@@ -111,7 +118,22 @@ def _coerce(col: pl.Expr, dtype: pl.DataType, source: pl.DataType) -> pl.Expr:
         return col.str.to_date(strict=False)
     if dtype == pl.String:
         return col.cast(pl.String)
+    if dtype.is_integer() and source == pl.String:
+        return col.str.strip_chars().cast(pl.Float64, strict=False).cast(dtype, strict=False)
+    if source == pl.String:
+        col = col.str.strip_chars()
     return col.cast(dtype, strict=False)
+
+
+def _attribute(column: pl.Series) -> pl.Series:
+    """A lender column as a numeric (Float64) or categorical (String) feature."""
+    if column.dtype.is_numeric() or column.dtype == pl.Boolean:
+        return column.cast(pl.Float64)
+    text = column.cast(pl.String)
+    as_number = text.str.strip_chars().cast(pl.Float64, strict=False)
+    if text.null_count() < text.len() and as_number.null_count() == text.null_count():
+        return as_number
+    return text
 
 
 def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
@@ -142,11 +164,17 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
             raise DatasetError(
                 f"column {name!r} cannot be a lender attribute: rename it to [A-Za-z0-9_] or ignore it"
             )
-        kind = pl.Float64 if (dtype.is_numeric() or dtype == pl.Boolean) else pl.String
-        exprs.append(pl.col(name).cast(kind, strict=False).alias(ATTRIBUTE_PREFIX + name))
+        exprs.append(_attribute(table.get_column(name)).alias(ATTRIBUTE_PREFIX + name))
     label_text = table.get_column(mapping.label).cast(pl.String)
     label = label_text.is_in(list(mapping.fraud_values)).fill_null(False).cast(pl.Int8)
     frame = table.select(exprs).with_columns(_label=label)
+    warnings = []
+    for canon, dtype in CANONICAL_SCHEMA.items():
+        source = source_of[canon]
+        if source in table.columns:
+            lost = frame.get_column(canon).null_count() - table.get_column(source).null_count()
+            if lost > 0:
+                warnings.append(f"{lost:,} values of column {source!r} could not be read as {dtype}")
     if mapping.typology and mapping.typology in table.columns:
         frame = frame.with_columns(
             _typology=table.get_column(mapping.typology).cast(pl.String).fill_null("none")
@@ -160,6 +188,7 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
         label=frame.get_column("_label").to_numpy(),
         typology=typology,
         time_ordered=time_ordered,
+        warnings=tuple(warnings),
     )
 
 

@@ -101,6 +101,8 @@ def train(
         raise ValueError(
             f"need at least 1,000 rows and 20 fraud labels to train (got {n:,} rows, {positives} fraud)"
         )
+    for warning in data.warnings:
+        progress(f"warning: {warning} (left missing)")
     cut = _slices(n)
     pipeline = FeaturePipeline()
     progress(f"building features for {n:,} applications")
@@ -190,6 +192,7 @@ def train(
             for name, s in cut.items()
         },
     }
+    report["data_warnings"] = list(data.warnings)
     report["best_iteration"] = booster.best_iteration
     report["train_seconds"] = round(time.perf_counter() - started, 1)
     info = {

@@ -119,3 +119,42 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
     # No personal data of the sample in any log line.
     for secret in ("Maria", "Lopez", "512-44-7781", "maria.lopez87", "+14155550182", "credit cards"):
         assert secret not in stderr
+
+
+def test_csv_keeps_leading_zeros_and_reports_unreadable_values(tmp_path):
+    from scoring.dataset import load_dataset
+
+    frame = pl.read_parquet(_synth(tmp_path, rows=3000))
+    frame = frame.with_columns(
+        address_postal_code=pl.lit("02134"),
+        branch_code=pl.lit("0042"),
+        loan_term_months=pl.col("loan_term_months").cast(pl.String),
+    ).with_columns(
+        loan_term_months=pl.when(pl.int_range(pl.len()) < 7)
+        .then(pl.lit("n/a"))
+        .otherwise(pl.col("loan_term_months"))
+    )
+    path = tmp_path / "lender.csv"
+    frame.write_csv(path)
+    data = load_dataset(path)
+    assert data.canonical.get_column("address_postal_code").unique().to_list() == ["02134"]
+    assert data.canonical.get_column("attr_branch_code").dtype == pl.Float64  # all values are numbers
+    assert data.canonical.get_column("loan_term_months").null_count() == 7
+    assert data.warnings == ("7 values of column 'loan_term_months' could not be read as Int64",)
+    assert data.time_ordered
+
+
+def test_without_a_timestamp_the_split_is_by_row_order_and_says_so(tmp_path):
+    path = tmp_path / "no-time.parquet"
+    pl.read_parquet(_synth(tmp_path, rows=6000)).drop("submitted_at").write_parquet(path)
+    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert report["split"]["by"] == "row order (the data has no timestamp)"
+
+
+def _synth(tmp_path: Path, rows: int) -> Path:
+    path = tmp_path / f"synth-{rows}.parquet"
+    proc = run("synth", "--rows", str(rows), "--seed", "2", "--out", str(path))
+    assert proc.returncode == 0, proc.stderr
+    return path
