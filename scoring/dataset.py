@@ -157,14 +157,14 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
     used |= {mapping.label, *mapping.ignore}
     if mapping.typology:
         used.add(mapping.typology)
-    for name, dtype in table.schema.items():
+    for name in table.columns:
         if name in used:
             continue
         if not ATTRIBUTE_KEY.match(name):
             raise DatasetError(
                 f"column {name!r} cannot be a lender attribute: rename it to [A-Za-z0-9_] or ignore it"
             )
-        exprs.append(_attribute(table.get_column(name)).alias(ATTRIBUTE_PREFIX + name))
+        exprs.append(pl.lit(_attribute(table.get_column(name))).alias(ATTRIBUTE_PREFIX + name))
     label_text = table.get_column(mapping.label).cast(pl.String)
     label = label_text.is_in(list(mapping.fraud_values)).fill_null(False).cast(pl.Int8)
     frame = table.select(exprs).with_columns(_label=label)
