@@ -51,6 +51,7 @@ class FeatureSpec:
     features: tuple[FeatureDef, ...]
     attributes: tuple[AttributeDef, ...] = ()
     version: int = 1
+    history: bool = False  # the model uses history features (features.history)
 
     @property
     def names(self) -> list[str]:
@@ -71,6 +72,7 @@ class FeatureSpec:
             ),
             attributes=tuple(AttributeDef(a["key"], a["kind"]) for a in data.get("attributes", ())),
             version=int(data.get("version", 1)),
+            history=bool(data.get("history", False)),
         )
 
 
@@ -112,18 +114,30 @@ class FeaturePipeline:
         records = [[row.get(c) for c in cols] for row in rows]
         return pl.DataFrame(records, schema=schema, orient="row")
 
-    def features(self, canonical: pl.DataFrame) -> pl.DataFrame:
-        """Named features of every application in the frame, in the frame's row order."""
+    def features(self, canonical: pl.DataFrame, history: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Named features of every application in the frame, in the frame's row order.
+
+        `history` holds the history features of the same applications (`features.history`: offline
+        for training, from the store in serving); a spec that uses history requires it."""
+        if self.spec is not None and self.spec.history and history is None:
+            raise ValueError("this model uses history features: pass the history frame")
+        if history is not None and history.height != canonical.height:
+            raise ValueError(f"history has {history.height} rows for {canonical.height} applications")
         exprs = list(self._expressions)
         attrs = self.spec.attributes if self.spec else attribute_defs(canonical)
         for a in attrs:
             dtype = pl.Float64 if a.kind == "numeric" else pl.String
             col = pl.col(a.column) if a.column in canonical.columns else pl.lit(None)
             exprs.append(col.cast(dtype).alias(a.column))
-        return canonical.select(exprs)
+        own = canonical.select(exprs)
+        if history is None or (self.spec is not None and not self.spec.history):
+            return own
+        return pl.concat([own, history], how="horizontal")
 
     # -- the model matrix ------------------------------------------------------------------
-    def fit_spec(self, features: pl.DataFrame, attributes: Iterable[AttributeDef] = ()) -> FeatureSpec:
+    def fit_spec(
+        self, features: pl.DataFrame, attributes: Iterable[AttributeDef] = (), *, history: bool = False
+    ) -> FeatureSpec:
         """Learns the spec from training features: kinds, and vocabularies of categoricals."""
         defs = []
         for name, dtype in features.schema.items():
@@ -140,7 +154,7 @@ class FeaturePipeline:
                 # Sorted so the code of a category does not depend on row order.
                 cats = tuple(sorted(counts.get_column(name).to_list()))
             defs.append(FeatureDef(name, kind, cats))
-        self.spec = FeatureSpec(features=tuple(defs), attributes=tuple(attributes))
+        self.spec = FeatureSpec(features=tuple(defs), attributes=tuple(attributes), history=history)
         return self.spec
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:

@@ -13,8 +13,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _progress(message: str) -> None:
@@ -64,6 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         review_rate=args.review_rate,
         decline_rate=args.decline_rate,
         synthetic=args.synthetic,
+        history=not args.no_history,
     )
     version, report = train(data, args.out, config, source=args.data, progress=_progress)
     print(format_report(report))
@@ -112,10 +117,44 @@ def ensure_bundle(settings: Settings) -> Path:
         progress=_progress,
     )
     _progress("demo model metrics on its time-split test set (synthetic data):\n" + format_report(report))
+    load_history(settings, data.canonical)
     return path
 
 
+def load_history(settings: Settings, canonical: pl.DataFrame) -> int:
+    """Appends applications to the serving history store (hashed keys only)."""
+    from features.history import entity_keys
+    from features.history_store import SQLiteHistoryStore
+
+    keys = entity_keys(canonical, settings.resolved_history_secret()).with_columns(
+        application_id=canonical.get_column("application_id")
+    )
+    store = SQLiteHistoryStore(settings.resolved_history_path())
+    try:
+        added = 0
+        for start in range(0, keys.height, 50_000):
+            added += store.record_many(keys.slice(start, 50_000).iter_rows(named=True))
+            _progress(
+                f"history: recorded {min(start + 50_000, keys.height):,} / {keys.height:,} applications"
+            )
+        return added
+    finally:
+        store.close()
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring.dataset import load_dataset
+
+    data = load_dataset(args.data, args.mapping)
+    if data.canonical.get_column("submitted_at").null_count():
+        raise ValueError("every application needs submitted_at to go into the history")
+    load_history(settings, data.canonical)
+    _progress(f"history store {settings.resolved_history_path()} updated")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from features.history_store import SQLiteHistoryStore
     from scoring import logs
     from scoring.errors import BundleError
     from scoring.grpc_server import serve_forever
@@ -136,7 +175,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
 
-    asyncio.run(serve_forever(ScoringService(model, settings), settings, ready))
+    store = SQLiteHistoryStore(settings.resolved_history_path())
+    try:
+        service = ScoringService(
+            model, settings, history=store, history_secret=settings.resolved_history_secret()
+        )
+        asyncio.run(serve_forever(service, settings, ready))
+    finally:
+        store.close()
     return 0
 
 
@@ -203,12 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--review-rate", type=float, default=0.04)
     p.add_argument("--decline-rate", type=float, default=0.01)
     p.add_argument("--synthetic", action="store_true", help="mark the bundle as trained on synthetic data")
+    p.add_argument(
+        "--no-history", action="store_true", help="train without history (velocity, link) features"
+    )
 
     p = sub.add_parser("evaluate", help="score a labelled file with a bundle and print its metrics")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--mapping", type=Path)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("history", help="load labelled or unlabelled past applications into the history store")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--mapping", type=Path)
 
     p = sub.add_parser("serve", help="serve gRPC (trains a demo bundle first if none is given)")
     p.add_argument("--bundle", type=Path)
@@ -239,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args, settings)
+        if args.command == "history":
+            return cmd_history(args, settings)
         handler = {
             "synth": cmd_synth,
             "train": cmd_train,

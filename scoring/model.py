@@ -51,13 +51,17 @@ class ScoringModel:
     def load(cls, directory: Path, *, threads: int = 1) -> ScoringModel:
         return cls(read_bundle(directory), threads=threads)
 
-    def raw_scores(self, canonical: pl.DataFrame) -> NDArray[np.float64]:
-        matrix = self.pipeline.matrix(self.pipeline.features(canonical))
+    @property
+    def uses_history(self) -> bool:
+        return self.spec.history
+
+    def raw_scores(self, canonical: pl.DataFrame, history: pl.DataFrame | None = None) -> NDArray[np.float64]:
+        matrix = self.pipeline.matrix(self.pipeline.features(canonical, history))
         raw = self.booster.predict(matrix, raw_score=True, num_threads=self.threads)
         return np.asarray(raw, dtype=np.float64)
 
-    def score_frame(self, canonical: pl.DataFrame) -> BatchScores:
-        raw = self.raw_scores(canonical)
+    def score_frame(self, canonical: pl.DataFrame, history: pl.DataFrame | None = None) -> BatchScores:
+        raw = self.raw_scores(canonical, history)
         prob = self.calibrator(raw)
         products = canonical.get_column("product").to_list()
         decisions = [self.policy.decide(float(p), str(k)) for p, k in zip(prob, products, strict=True)]

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from features.history import entity_keys, history_frame
+from features.history_store import HistoryStore
 from features.schema import ValidationError, validate_row
 from scoring.errors import (
     DeadlineExceededError,
@@ -44,9 +46,20 @@ class _Pending:
 
 
 class ScoringService:
-    def __init__(self, model: ScoringModel, settings: Settings) -> None:
+    def __init__(
+        self,
+        model: ScoringModel,
+        settings: Settings,
+        *,
+        history: HistoryStore | None = None,
+        history_secret: bytes = b"",
+    ) -> None:
+        if model.uses_history and (history is None or not history_secret):
+            raise ValueError("this model uses history features: give the service a history store and its key")
         self.model = model
         self.settings = settings
+        self.history = history
+        self._secret = history_secret
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraudscore-batch")
@@ -175,7 +188,13 @@ class ScoringService:
 
     def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult]:
         frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
-        scores = self.model.score_frame(frame)
+        history = None
+        if self.history is not None:
+            keys = entity_keys(frame, self._secret).with_columns(
+                application_id=frame.get_column("application_id")
+            )
+            history = history_frame(self.history.lookup_and_record(keys.to_dicts()))
+        scores = self.model.score_frame(frame, history)
         done = time.perf_counter()
         return [
             ScoreResult(

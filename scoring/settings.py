@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     """Synthetic applications generated to train the demo bundle."""
     demo_seed: int = 7
     """Seed of the demo data: the same seed gives the same data and the same model."""
+
+    history_path: Path | None = None
+    """SQLite file of the history store (earlier applications' hashed keys). Default:
+    `data_dir/history.sqlite`."""
+    history_secret: SecretStr | None = None
+    """Key of the keyed hashes (HMAC-SHA256) under which identifiers are stored in the history.
+    Unset: a random key is made on first start and kept in `data_dir/history.key` (mode 0600).
+    Replicas sharing a history store must share the key."""
 
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     """Most applications scored together in one micro-batch."""
@@ -48,3 +56,21 @@ class Settings(BaseSettings):
 
     def resolved_bundle(self) -> Path:
         return self.bundle if self.bundle is not None else self.data_dir / "demo-bundle"
+
+    def resolved_history_path(self) -> Path:
+        return self.history_path if self.history_path is not None else self.data_dir / "history.sqlite"
+
+    def resolved_history_secret(self) -> bytes:
+        """The configured key, or the one kept in the data directory (made once, on first use)."""
+        if self.history_secret is not None:
+            return self.history_secret.get_secret_value().encode()
+        path = self.data_dir / "history.key"
+        if not path.exists():
+            import os
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()

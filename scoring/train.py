@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
+from features.history import entity_keys, offline_history
 from features.pipeline import FeaturePipeline, attribute_defs
 from features.schema import PRODUCTS
 from scoring.bundle import sha256_file, write_bundle
@@ -48,6 +50,8 @@ class TrainConfig:
     early_stopping_rounds: int = 100
     threads: int = 2
     synthetic: bool = False
+    history: bool = True
+    """Use history features (velocity, identity links) computed as of each application."""
 
 
 def _slices(n: int) -> dict[str, slice]:
@@ -106,8 +110,15 @@ def train(
     cut = _slices(n)
     pipeline = FeaturePipeline()
     progress(f"building features for {n:,} applications")
-    feats = pipeline.features(data.canonical)
-    spec = pipeline.fit_spec(feats[cut["train"]], attribute_defs(data.canonical))
+    history = None
+    use_history = config.history and data.canonical.get_column("submitted_at").null_count() == 0
+    if config.history and not use_history:
+        progress("warning: history features need a timestamp on every application; training without them")
+    if use_history:
+        progress("computing history features as of each application (velocity, identity links)")
+        history = offline_history(entity_keys(data.canonical, os.urandom(32)))
+    feats = pipeline.features(data.canonical, history)
+    spec = pipeline.fit_spec(feats[cut["train"]], attribute_defs(data.canonical), history=use_history)
     x = pipeline.matrix(feats)
     y = data.label.astype(np.float64)
     params = {
@@ -232,10 +243,13 @@ def fingerprint(data: Dataset, source: Path | None) -> str:
 
 def evaluate_bundle(model: ScoringModel, data: Dataset, batch_rows: int = 100_000) -> dict[str, Any]:
     """Scores a labelled dataset with a bundle and reports the same metrics as training."""
+    # History is computed over the whole file first: each application sees the file's earlier ones.
+    history = offline_history(entity_keys(data.canonical, os.urandom(32))) if model.uses_history else None
     probs = []
     for start in range(0, data.canonical.height, batch_rows):
         chunk = data.canonical.slice(start, batch_rows)
-        probs.append(model.calibrator(model.raw_scores(chunk)))
+        part = None if history is None else history.slice(start, batch_rows)
+        probs.append(model.calibrator(model.raw_scores(chunk, part)))
     prob = np.concatenate(probs) if probs else np.zeros(0)
     product = data.canonical.get_column("product").to_numpy()
     return metrics_report(data.label, prob, product, data.typology)

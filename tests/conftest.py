@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from google.protobuf import json_format
 
+from features.history_store import SQLiteHistoryStore
 from scoring.dataset import load_dataset
 from scoring.grpc_server import Server
 from scoring.model import ScoringModel
@@ -89,17 +90,29 @@ def bundle_dir(training_files: tuple[Path, Path], tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="session")
-def settings(bundle_dir: Path) -> Settings:
-    return Settings(host="127.0.0.1", port=0, bundle=bundle_dir, grace_seconds=1.0, _env_file=None)  # type: ignore[call-arg]
+def settings(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        bundle=bundle_dir,
+        grace_seconds=1.0,
+        data_dir=tmp_path_factory.mktemp("var"),
+        _env_file=None,  # type: ignore[call-arg]
+    )
 
 
 @pytest.fixture(scope="session")
 async def server(settings: Settings) -> AsyncIterator[Server]:
     model = ScoringModel.load(settings.resolved_bundle(), threads=settings.model_threads)
-    srv = Server(ScoringService(model, settings), settings)
+    store = SQLiteHistoryStore(settings.resolved_history_path())
+    service = ScoringService(
+        model, settings, history=store, history_secret=settings.resolved_history_secret()
+    )
+    srv = Server(service, settings)
     await srv.start()
     yield srv
     await srv.stop(grace=1.0)
+    store.close()
 
 
 @pytest.fixture(scope="session")

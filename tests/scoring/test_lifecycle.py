@@ -8,6 +8,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from features.history_store import SQLiteHistoryStore
 from scoring.grpc_server import Server
 from scoring.model import ScoringModel
 from scoring.service import ScoringService
@@ -19,7 +20,9 @@ from tests.conftest import application
 
 async def _start(settings: Settings) -> Server:
     model = ScoringModel.load(settings.resolved_bundle())
-    server = Server(ScoringService(model, settings), settings)
+    store = SQLiteHistoryStore(":memory:")
+    service = ScoringService(model, settings, history=store, history_secret=b"k")
+    server = Server(service, settings)
     await server.start()
     return server
 

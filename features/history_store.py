@@ -1,0 +1,151 @@
+"""The online history store: earlier applications' hashed keys, looked up and appended as each
+application is scored.
+
+`HistoryStore` is the seam: the embedded default is `SQLiteHistoryStore` (one file, WAL mode), and a
+store shared by several replicas (Redis, PostgreSQL) implements the same two methods. Only keyed
+hashes, times, amounts in cents and application ids are stored.
+
+Concurrency: the scoring service calls the store from its one batch worker thread, so lookups and
+appends of one process are serialised; `lookup_and_record` treats a batch in order, each application
+seeing those before it in the batch, and commits the batch in one transaction. An application id
+already stored is not stored twice (a retry must not inflate velocity).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from features.history import KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS key_events (
+    kind     TEXT    NOT NULL,
+    key      TEXT    NOT NULL,
+    ts       INTEGER NOT NULL,  -- submission time, microseconds since the epoch (UTC)
+    identity TEXT,
+    email    TEXT,
+    cents    INTEGER NOT NULL,
+    app      TEXT    NOT NULL,  -- application id
+    PRIMARY KEY (kind, key, ts, app)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applications (
+    app TEXT PRIMARY KEY,
+    ts  INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class HistoryStore(Protocol):
+    def lookup_and_record(
+        self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
+    ) -> list[dict[str, float | None]]:
+        """History features of each application (rows of `entity_keys` plus `application_id`),
+        each seeing only earlier applications; then (if `record`) appends them."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteHistoryStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._window_sql = {spec.name: self._aggregate_sql(spec.windows) for spec in KEYS}
+
+    @staticmethod
+    def _aggregate_sql(windows: Iterable[str]) -> str:
+        counts = ", ".join(f"COALESCE(SUM(ts >= :t - {WINDOWS[w]}), 0)" for w in windows)
+        return (
+            f"SELECT {counts}, COUNT(DISTINCT identity), COUNT(DISTINCT email), COALESCE(SUM(cents), 0) "
+            f"FROM key_events WHERE kind = :kind AND key = :key "
+            f"AND ts >= :t - {WINDOWS[LINK_WINDOW]} AND ts < :t"
+        )
+
+    def _aggregate(self, kind: str, key: str, ts: int, first_seen: bool) -> KeyAggregate:
+        spec_windows = next(s.windows for s in KEYS if s.name == kind)
+        row = self._db.execute(self._window_sql[kind], {"t": ts, "kind": kind, "key": key}).fetchone()
+        n = len(spec_windows)
+        first = None
+        if first_seen:
+            first = self._db.execute(
+                "SELECT MIN(ts) FROM key_events WHERE kind = ? AND key = ? AND ts < ?", (kind, key, ts)
+            ).fetchone()[0]
+        return KeyAggregate(
+            apps=dict(zip(spec_windows, (int(v) for v in row[:n]), strict=True)),
+            identities=int(row[n]),
+            emails=int(row[n + 1]),
+            cents=int(row[n + 2]),
+            first_seen_us=first,
+        )
+
+    def lookup_and_record(
+        self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
+    ) -> list[dict[str, float | None]]:
+        out = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in batch:
+                    ts = int(row["ts"])
+                    aggregates = {
+                        spec.name: None
+                        if row[spec.name] is None
+                        else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
+                        for spec in KEYS
+                    }
+                    out.append(online_history(ts, aggregates))
+                    if record:
+                        self._record(row)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return out
+
+    def _record(self, row: Mapping[str, Any]) -> None:
+        app, ts = row["application_id"], int(row["ts"])
+        cur = self._db.execute("INSERT OR IGNORE INTO applications (app, ts) VALUES (?, ?)", (app, ts))
+        if cur.rowcount == 0:
+            return  # already recorded: a retry
+        self._db.executemany(
+            "INSERT OR IGNORE INTO key_events (kind, key, ts, identity, email, cents, app) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (spec.name, row[spec.name], ts, row["identity"], row["email_key"], int(row["cents"]), app)
+                for spec in KEYS
+                if row[spec.name] is not None
+            ],
+        )
+
+    def record_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Appends applications without looking anything up (loading a lender's history)."""
+        n = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    self._record(row)
+                    n += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
