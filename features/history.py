@@ -98,7 +98,7 @@ def key_values(canonical: pl.DataFrame) -> pl.DataFrame:
     Only ever passed to `hash_keys`; never stored or logged."""
     ip = pl.col("ip_address").str.to_lowercase()
     ip24 = pl.coalesce(
-        ip.str.extract(r"^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", 1),
+        ip.str.extract(r"^([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.[0-9]{1,3}$", 1),
         ip.str.extract(r"^([0-9a-f]{0,4}:[0-9a-f]{0,4}:[0-9a-f]{0,4}):", 1),
     )
     dob = pl.col("date_of_birth").cast(pl.String)

@@ -52,6 +52,7 @@ COUNTRY = re.compile(r"^[A-Z]{2}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 INDUSTRY_CODE = re.compile(r"^[0-9]{2,6}$")
 FUTURE_TOLERANCE: Final = dt.timedelta(minutes=5)
+EARLIEST_SUBMISSION: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +222,13 @@ class ValidationError(Exception):
         return shown + (f"; and {more} more" if more > 0 else "")
 
 
+def _number(value: float) -> str:
+    """A number as an error message shows it: whole numbers in full, others as Python writes them."""
+    if float(value).is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(float(value))
+
+
 def _shorten(value: object) -> str:
     """A value as an error message may echo it: short, never personal data."""
     text = repr(value)
@@ -237,7 +245,10 @@ def _check_value(f: Field, value: Any, errors: list[FieldError]) -> Any:
         if f.max_len is not None and len(value) > f.max_len and f.pattern is None:
             errors.append(FieldError(f.path, f"must be at most {f.max_len} characters (got {len(value)})"))
             return None
-        value = value.strip()
+        # Free-form fields are trimmed; identifiers with a format (the idempotency key among them)
+        # are taken as sent, so a key is never silently changed.
+        if f.pattern is None:
+            value = value.strip()
         if value == "":
             value = None
     if value is None:
@@ -272,7 +283,7 @@ def _check_date(f: Field, value: Any, errors: list[FieldError]) -> dt.date | Non
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
@@ -314,10 +325,10 @@ def _check_number(f: Field, value: Any, errors: list[FieldError]) -> float | int
     lo, hi = f.minimum, f.maximum
     if lo is not None and (value <= lo if f.exclusive_minimum else value < lo):
         op = ">" if f.exclusive_minimum else ">="
-        errors.append(FieldError(f.path, f"must be {op} {lo:g} (got {value:g})"))
+        errors.append(FieldError(f.path, f"must be {op} {_number(lo)} (got {_number(number)})"))
         return None
     if hi is not None and value > hi:
-        errors.append(FieldError(f.path, f"must be <= {hi:g} (got {value:g})"))
+        errors.append(FieldError(f.path, f"must be <= {_number(hi)} (got {_number(number)})"))
         return None
     return number
 
@@ -331,7 +342,7 @@ def _check_attributes(attributes: Mapping[str, Any], errors: list[FieldError]) -
     out: dict[str, Any] = {}
     for key, value in attributes.items():
         path = f"attributes[{_shorten(key)}]"
-        if not ATTRIBUTE_KEY.match(key):
+        if not ATTRIBUTE_KEY.fullmatch(key):
             errors.append(FieldError(path, "key must be 1-64 characters of [A-Za-z0-9_]"))
         elif isinstance(value, float) and not math.isfinite(value):
             errors.append(FieldError(path, f"must be a finite number (got {value})"))
@@ -363,6 +374,8 @@ def validate_row(
         now = now or dt.datetime.now(dt.UTC)
         if submitted > now + FUTURE_TOLERANCE:
             errors.append(FieldError("submitted_at", "must not be in the future"))
+        elif submitted < EARLIEST_SUBMISSION:
+            errors.append(FieldError("submitted_at", f"must be after {EARLIEST_SUBMISSION:%Y-%m-%d}"))
         if dob is not None:
             age = (submitted.date() - dob).days / 365.25
             if not 18 <= age <= 120:

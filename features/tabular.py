@@ -86,7 +86,7 @@ def cn_resident_id_valid(col: str = "national_id") -> pl.Expr:
     digits = [ident.str.slice(i, 1).cast(pl.Int64, strict=False) for i in range(17)]
     total = pl.sum_horizontal([d * w for d, w in zip(digits, _CN_ID_WEIGHTS, strict=True)])
     expected = pl.lit(_CN_ID_CHECK).str.slice(total % 11, 1)
-    shape = ident.str.contains(r"^\d{17}[\dX]$")
+    shape = ident.str.contains(r"^[0-9]{17}[0-9X]$")
     return shape & (ident.str.slice(17, 1) == expected)
 
 
@@ -95,7 +95,7 @@ def us_ssn_valid(col: str = "national_id") -> pl.Expr:
     digits = pl.col(col).str.replace_all("-", "")
     area = digits.str.slice(0, 3)
     return (
-        digits.str.contains(r"^\d{9}$")
+        digits.str.contains(r"^[0-9]{9}$")
         & ~area.is_in(["000", "666"])
         & ~area.str.starts_with("9")
         & (digits.str.slice(3, 2) != "00")
@@ -120,7 +120,7 @@ def national_id_valid() -> pl.Expr:
 
 def phone_features() -> list[pl.Expr]:
     phone = pl.col("phone").str.replace_all(r"[\s().-]", "")
-    valid = phone.str.contains(r"^\+[1-9]\d{7,14}$")
+    valid = phone.str.contains(r"^\+[1-9][0-9]{7,14}$")
     expected = pl.col("address_country").replace_strict(
         PHONE_PREFIX_BY_COUNTRY, default=None, return_dtype=pl.String
     )
@@ -144,7 +144,7 @@ def email_features() -> list[pl.Expr]:
         pl.when(present).then(domain.is_in(FREEMAIL_DOMAINS)).cast(pl.Int8).alias("email_is_freemail"),
         pl.when(present).then(valid).cast(pl.Int8).alias("email_valid"),
         local.str.len_chars().alias("email_local_len"),
-        _safe_ratio(local.str.count_matches(r"\d").cast(pl.Float64), local.str.len_chars()).alias(
+        _safe_ratio(local.str.count_matches(r"[0-9]").cast(pl.Float64), local.str.len_chars()).alias(
             "email_local_digit_share"
         ),
         name_email_similarity().alias("name_email_similarity"),

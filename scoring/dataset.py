@@ -160,7 +160,7 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
     for name in table.columns:
         if name in used:
             continue
-        if not ATTRIBUTE_KEY.match(name):
+        if not ATTRIBUTE_KEY.fullmatch(name):
             raise DatasetError(
                 f"column {name!r} cannot be a lender attribute: rename it to [A-Za-z0-9_] or ignore it"
             )

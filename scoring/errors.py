@@ -5,7 +5,8 @@
     ├── OverloadedError           RESOURCE_EXHAUSTED  the queue is full; retry with backoff
     ├── DeadlineExceededError     DEADLINE_EXCEEDED   the caller's deadline passed before scoring
     ├── BundleError               FAILED_PRECONDITION a model bundle is missing, tampered or unreadable
-    └── NotReadyError             UNAVAILABLE         the service is starting or shutting down
+    ├── NotReadyError             UNAVAILABLE         the service is starting or shutting down
+    └── ScoringFailedError        INTERNAL            a fault of ours; details only in the server log
 
 The core raises these; only `scoring.grpc_server` turns them into wire statuses, in one place.
 """
@@ -48,3 +49,9 @@ class BundleError(FraudscoreError):
 
 class NotReadyError(FraudscoreError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class ScoringFailedError(FraudscoreError):
+    """Scoring broke for reasons that are not the caller's; the message never carries data."""
+
+    code = grpc.StatusCode.INTERNAL

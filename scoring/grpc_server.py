@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,7 +21,6 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from features.schema import ValidationError
 from scoring import wire
 from scoring.errors import FraudscoreError, InvalidApplicationError
 from scoring.service import ScoringService
@@ -65,11 +65,8 @@ class FraudScoringServicer:
     async def _score(self, request: pb.ScoreRequest, timeout: float | None) -> pb.ScoreResponse:
         if not request.HasField("application"):
             raise InvalidApplicationError("application is required")
-        try:
-            raw, attributes = wire.application_from_pb(request.application)
-        except ValidationError as exc:
-            raise InvalidApplicationError.from_validation(exc) from None
-        result = await self.service.score(raw, attributes, timeout=timeout)
+        raw, attributes, errors = wire.application_from_pb(request.application)
+        result = await self.service.score(raw, attributes, timeout=timeout, read_errors=errors)
         return wire.result_to_pb(result)
 
     async def Score(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ScoreResponse:
@@ -91,6 +88,10 @@ class FraudScoringServicer:
         except FraudscoreError as exc:
             error = pb.ScoreError(code=exc.grpc_status_code().name, message=str(exc))
             return pb.ScoreBatchItem(index=index, error=error)
+        except Exception:
+            log.exception("unexpected error", extra={"rpc": "ScoreBatch", "index": index})
+            error = pb.ScoreError(code="INTERNAL", message="internal error; see the server log")
+            return pb.ScoreBatchItem(index=index, error=error)
         return pb.ScoreBatchItem(index=index, response=response)
 
     async def ScoreBatch(
@@ -100,13 +101,16 @@ class FraudScoringServicer:
         window: asyncio.Queue[asyncio.Task[pb.ScoreBatchItem] | None] = asyncio.Queue(
             maxsize=self.settings.batch_stream_window
         )
+        # One deadline for the whole stream: each item gets what is left of it when it starts.
         timeout = _timeout(context)
+        deadline = None if timeout is None else time.perf_counter() + timeout
 
         async def produce() -> None:
             try:
                 index = 0
                 async for data in requests:
-                    await window.put(asyncio.ensure_future(self._batch_item(index, data, timeout)))
+                    left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+                    await window.put(asyncio.ensure_future(self._batch_item(index, data, left)))
                     index += 1
             finally:
                 await window.put(None)
@@ -118,6 +122,11 @@ class FraudScoringServicer:
             await producer  # re-raises a failure to read the stream
         except FraudscoreError as exc:
             await context.abort(exc.grpc_status_code(), str(exc))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("unexpected error", extra={"rpc": "ScoreBatch"})
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
         finally:
             producer.cancel()
             while not window.empty():

@@ -16,19 +16,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from features.history import entity_keys, history_frame
 from features.history_store import HistoryStore
-from features.schema import ValidationError, validate_row
+from features.schema import ATTRIBUTE_PREFIX, FieldError, ValidationError, validate_row
 from scoring.errors import (
     DeadlineExceededError,
     InvalidApplicationError,
     NotReadyError,
     OverloadedError,
+    ScoringFailedError,
 )
 from scoring.model import ScoringModel
 from scoring.results import ModelDescription, ScoreResult
@@ -73,7 +74,7 @@ class ScoringService:
 
     async def stop(self) -> None:
         """Scores what is queued, then stops the worker."""
-        if self._queue is not None:
+        if self._queue is not None and self.ready:
             await self._queue.join()
         if self._worker is not None:
             self._worker.cancel()
@@ -87,13 +88,28 @@ class ScoringService:
         return self._worker is not None and not self._worker.done()
 
     # -- the API -----------------------------------------------------------------------------
-    def prepare(self, raw: Mapping[str, Any], attributes: Mapping[str, Any]) -> dict[str, Any]:
-        """Validates one application into a canonical row; raises InvalidApplicationError."""
+    def prepare(
+        self,
+        raw: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        read_errors: Sequence[FieldError] = (),
+    ) -> dict[str, Any]:
+        """Validates one application into a canonical row; raises InvalidApplicationError naming
+        every bad field: those found reading the request, the fields, and the lender attributes."""
+        errors = list(read_errors)
+        row: dict[str, Any] = {}
         try:
-            attrs = self.model.pipeline.coerce_attributes(attributes)
-            return validate_row(raw, attributes=attrs)
+            row = validate_row(raw, attributes=attributes)
         except ValidationError as exc:
-            raise InvalidApplicationError.from_validation(exc) from None
+            errors += exc.errors
+        try:
+            typed = self.model.pipeline.coerce_attributes(attributes)
+        except ValidationError as exc:
+            errors += exc.errors
+        if errors:
+            raise InvalidApplicationError.from_validation(ValidationError(errors))
+        row.update({ATTRIBUTE_PREFIX + key: value for key, value in typed.items()})
+        return row
 
     async def score(
         self,
@@ -101,10 +117,11 @@ class ScoringService:
         attributes: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        read_errors: Sequence[FieldError] = (),
     ) -> ScoreResult:
         """Scores one application; `timeout` is the caller's remaining deadline in seconds."""
         received = time.perf_counter()
-        row = self.prepare(raw, attributes or {})
+        row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
             raise NotReadyError("the scoring service is not running")
         loop = asyncio.get_running_loop()
@@ -171,11 +188,17 @@ class ScoringService:
                 if live:
                     try:
                         results = await loop.run_in_executor(self._executor, self._score_batch, live)
-                    except Exception as exc:  # a bug, not bad input: every caller in the batch hears of it
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException:  # polars panics derive from BaseException
+                        # A fault of ours, not bad input: every caller in the batch hears of it, with
+                        # no detail (exception messages can quote data); the log has type and place.
                         log.exception("batch scoring failed", extra={"batch_size": len(live)})
                         for p in live:
                             if not p.future.done():
-                                p.future.set_exception(exc)
+                                p.future.set_exception(
+                                    ScoringFailedError("internal error; see the server log")
+                                )
                     else:
                         for p, r in zip(live, results, strict=True):
                             if not p.future.done():

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from features.schema import FIELDS, FieldError, ValidationError
+from features.schema import FIELDS, FieldError
 from scoring.results import ModelDescription, ScoreResult
 from scoring.v1 import scoring_pb2 as pb
 
@@ -52,9 +52,11 @@ def _leaf(message: Message, path: str) -> Any:
     return value
 
 
-def application_from_pb(app: pb.LoanApplication) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw canonical row, lender attributes) of an application; types are checked later by
-    `features.schema.validate_row`."""
+def application_from_pb(app: pb.LoanApplication) -> tuple[dict[str, Any], dict[str, Any], list[FieldError]]:
+    """(raw canonical row, lender attributes, errors found while reading) of an application.
+
+    Types and ranges are checked later by `features.schema.validate_row`, which adds its own errors
+    to these, so the caller hears of every bad field at once."""
     errors: list[FieldError] = []
     row: dict[str, Any] = {}
     for f in FIELDS:
@@ -73,9 +75,7 @@ def application_from_pb(app: pb.LoanApplication) -> tuple[dict[str, Any], dict[s
             errors.append(FieldError(f"attributes[{key[:40]!r}]", "must set number, text or flag"))
         else:
             attributes[key] = getattr(v, kind)
-    if errors:
-        raise ValidationError(errors)
-    return row, attributes
+    return row, attributes, errors
 
 
 def result_to_pb(result: ScoreResult) -> pb.ScoreResponse:

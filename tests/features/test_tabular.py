@@ -62,3 +62,11 @@ def test_name_email_similarity(first, last, email, expected):
         schema={"first_name": pl.String, "last_name": pl.String, "email": pl.String},
     )
     assert frame.select(name_email_similarity()).item() == expected
+
+
+@pytest.mark.parametrize("ssn", ["٦٦٦-١٢-٣٤٥٦", "５１２-４４-７７８１"])
+def test_non_ascii_digits_never_make_a_valid_id(ssn):
+    # Regression: polars' \d matches any Unicode digit, which let such IDs past the area rules.
+    frame = pl.DataFrame({"national_id": [ssn, "１１０１０５１９４９１２３１００２Ｘ"]})
+    assert frame.select(us_ssn_valid()).to_series().to_list()[0] is False
+    assert frame.select(cn_resident_id_valid()).to_series().to_list()[1] is False

@@ -89,7 +89,15 @@ BAD_REQUESTS = [
     ({"applicant.years_at_address": 150}, "applicant.years_at_address must be <= 100 (got 150)"),
     ({"applicant.email": "x" * 300}, "applicant.email must be at most 254 characters (got 300)"),
     ({"text.loan_purpose": "a" * 4001}, "text.loan_purpose must be at most 4000 characters (got 4001)"),
-    ({"channel.session_duration_seconds": 1e9}, "channel.session_duration_seconds must be <= 86400"),
+    (
+        {"channel.session_duration_seconds": 1e9},
+        "channel.session_duration_seconds must be <= 86400 (got 1000000000)",
+    ),
+    ({"loan.amount": 1000000000.4}, "loan.amount must be <= 1000000000 (got 1000000000.4)"),
+    ({"loan.amount": "NaN"}, "loan.amount must be a finite number (got nan)"),
+    ({"loan.amount": "Infinity"}, "loan.amount must be a finite number (got inf)"),
+    ({"application_id": " LOS-1 "}, "application_id must be 1-128 characters"),
+    ({"submitted_at": "1999-12-31T00:00:00Z"}, "submitted_at must be after 2000-01-01"),
     ({"channel.device_id": "bad\u0000id"}, "channel.device_id must not contain NUL characters"),
     ({"product": "PRODUCT_SMALL_BUSINESS"}, "business.industry_code is required for SMALL_BUSINESS"),
 ]
@@ -117,6 +125,40 @@ async def test_error_details_do_not_echo_personal_data(stub):
         await stub.Score(pb.ScoreRequest(application=app), timeout=10)
     assert "xxxxxxxx" not in info.value.details()
     assert "applicant.national_id must be at most 40 characters (got 50)" in info.value.details()
+
+
+async def test_lender_attribute_rules_apply_to_every_key(stub):
+    app = application()
+    app.attributes["bad key!"].number = 1
+    app.attributes["notes"].text = "x" * 1001
+    app.attributes["unset"].SetInParent()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    details = info.value.details()
+    assert "key must be 1-64 characters of [A-Za-z0-9_]" in details
+    assert "must be at most 1000 characters" in details
+    assert "attributes['unset'] must set number, text or flag" in details
+
+
+async def test_too_many_lender_attributes_is_invalid_argument(stub):
+    app = application()
+    for i in range(65):
+        app.attributes[f"a{i}"].number = i
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    assert "attributes must have at most 64 entries (got 65)" in info.value.details()
+
+
+async def test_errors_of_every_stage_are_reported_together(stub):
+    app = application(**{"loan.amount": -5})
+    app.attributes["bureau_score"].text = "high"
+    app.submitted_at.seconds = 10**13  # beyond year 9999: unreadable
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    details = info.value.details()
+    assert "submitted_at is not a valid timestamp" in details
+    assert "loan.amount must be > 0 (got -5)" in details
+    assert "attributes['bureau_score'] must be a finite number" in details
 
 
 async def test_unknown_enum_number_is_invalid_argument(stub):
