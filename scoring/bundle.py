@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +54,7 @@ def write_bundle(directory: Path, files: Mapping[str, bytes]) -> str:
         raise BundleError(f"bundle is missing {', '.join(missing)}")
     directory = directory.resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     listed: dict[str, str] = {}
     for name, data in sorted(files.items()):
         _check_name(name)
@@ -65,7 +64,8 @@ def write_bundle(directory: Path, files: Mapping[str, bytes]) -> str:
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
     (tmp / MANIFEST).write_bytes(manifest_bytes)
     if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        old.rmdir()
         directory.rename(old)
         tmp.rename(directory)
         for child in old.iterdir():
@@ -101,8 +101,12 @@ class VerifiedBundle:
             raise BundleError(f"bundle {self.directory}: {name} is not valid JSON") from exc
 
 
-def read_bundle(directory: Path) -> VerifiedBundle:
-    """Reads and verifies a bundle; raises BundleError naming the first file that does not match."""
+def read_bundle(directory: Path, *, expected_version: str | None = None) -> VerifiedBundle:
+    """Reads and verifies a bundle; raises BundleError naming the first file that does not match.
+
+    The manifest proves the files belong together, not who wrote them: anyone who can write the
+    directory can write a matching manifest. `expected_version` (settings: `bundle_version`) pins
+    the bundle a deployment approved, so a rewritten bundle is refused too."""
     manifest_path = directory / MANIFEST
     if not directory.is_dir():
         raise BundleError(f"bundle {directory} does not exist or is not a directory")
@@ -132,4 +136,9 @@ def read_bundle(directory: Path) -> VerifiedBundle:
     extra = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST and p.name not in files)
     if extra:
         raise BundleError(f"bundle {directory}: {extra[0]} is not listed in {MANIFEST}")
-    return VerifiedBundle(directory=directory, version=version_of(manifest_bytes), files=files)
+    version = version_of(manifest_bytes)
+    if expected_version is not None and version != expected_version:
+        raise BundleError(
+            f"bundle {directory} is version {version}, but {expected_version} is the one approved"
+        )
+    return VerifiedBundle(directory=directory, version=version, files=files)

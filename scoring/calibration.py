@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 Method = Literal["isotonic", "platt"]
+PROBABILITY_FLOOR = 1e-4
 
 
 def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -71,9 +72,23 @@ class Calibrator:
 
     def __call__(self, raw_score: ArrayLike) -> NDArray[np.float64]:
         z = np.asarray(raw_score, np.float64)
-        if self.method == "platt":
-            return _sigmoid(self.a * z + self.b)
-        return np.interp(z, self.x, self.y)
+        p = _sigmoid(self.a * z + self.b) if self.method == "platt" else np.interp(z, self.x, self.y)
+        # An end block of the isotonic fit can be all fraud or all legitimate; no applicant is
+        # certain either way, so the probability stays inside [PROBABILITY_FLOOR, 1 - FLOOR].
+        return np.clip(p, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+
+    def check(self) -> None:
+        """Raises ValueError unless the calibration can be applied (a bundle is checked at load)."""
+        if self.method not in ("isotonic", "platt"):
+            raise ValueError(f"unknown calibration method {self.method!r}")
+        if self.method == "isotonic":
+            x, y = np.asarray(self.x), np.asarray(self.y)
+            if x.size == 0 or x.size != y.size or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
+                raise ValueError("isotonic calibration needs increasing x and non-decreasing y of one length")
+            if not np.all(np.isfinite(x)) or np.any((y < 0) | (y > 1)):
+                raise ValueError("isotonic calibration values out of range")
+        elif not (np.isfinite(self.a) and np.isfinite(self.b) and self.a > 0):
+            raise ValueError("Platt calibration needs a finite, positive slope")
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -164,7 +164,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
     bundle = ensure_bundle(settings)
     try:
-        model = ScoringModel.load(bundle, threads=settings.model_threads)
+        model = ScoringModel.load(
+            bundle, threads=settings.model_threads, expected_version=settings.bundle_version
+        )
     except BundleError as exc:
         print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
         return 3

@@ -34,6 +34,7 @@ from features.schema import (
     CANONICAL_SCHEMA,
     FIELD_BY_COLUMN,
     FIELD_BY_PATH,
+    PRODUCTS,
 )
 
 DEFAULT_FRAUD_VALUES = ("1", "1.0", "true", "True", "TRUE", "yes", "Yes", "Y", "y", "fraud")
@@ -102,6 +103,25 @@ def read_table(path: Path) -> pl.DataFrame:
     raise DatasetError(f"{path}: expected a .parquet or .csv file")
 
 
+# Prefixes of the proto enum names, so that a file may say CONSUMER, consumer or PRODUCT_CONSUMER.
+ENUM_PREFIXES = {
+    "product": "PRODUCT_",
+    "employment_status": "EMPLOYMENT_STATUS_",
+    "housing": "HOUSING_",
+    "loan_purpose": "LOAN_PURPOSE_",
+    "channel": "CHANNEL_",
+}
+
+
+def _enum(col: pl.Expr, column: str) -> pl.Expr:
+    """A lender's spelling of an enum value in canonical form; values outside the choices become
+    null (and are counted as unreadable)."""
+    choices = list(FIELD_BY_COLUMN[column].choices or ())
+    text = col.cast(pl.String).str.strip_chars().str.to_uppercase().str.replace_all(r"[\s-]+", "_")
+    text = text.str.strip_prefix(ENUM_PREFIXES[column])
+    return pl.when(text.is_in(choices)).then(text).otherwise(None)
+
+
 def _coerce(col: pl.Expr, dtype: pl.DataType, source: pl.DataType) -> pl.Expr:
     if source == dtype:
         return col
@@ -149,7 +169,9 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
     exprs = []
     for canon, dtype in CANONICAL_SCHEMA.items():
         source = source_of[canon]
-        if source in table.columns:
+        if source in table.columns and canon in ENUM_PREFIXES:
+            exprs.append(_enum(pl.col(source), canon).alias(canon))
+        elif source in table.columns:
             exprs.append(_coerce(pl.col(source), dtype, table.schema[source]).alias(canon))
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(canon))
@@ -174,7 +196,18 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
         if source in table.columns:
             lost = frame.get_column(canon).null_count() - table.get_column(source).null_count()
             if lost > 0:
-                warnings.append(f"{lost:,} values of column {source!r} could not be read as {dtype}")
+                expected = (
+                    "one of " + ", ".join(FIELD_BY_COLUMN[canon].choices or ())
+                    if canon in ENUM_PREFIXES
+                    else dtype
+                )
+                warnings.append(f"{lost:,} values of column {source!r} could not be read as {expected}")
+    no_product = frame.get_column("product").null_count()
+    if no_product == frame.height:
+        raise DatasetError(f"no row has a readable product ({', '.join(PRODUCTS)})")
+    if no_product:
+        frame = frame.filter(pl.col("product").is_not_null())
+        warnings.append(f"{no_product:,} rows without a readable product were left out")
     if mapping.typology and mapping.typology in table.columns:
         frame = frame.with_columns(
             _typology=table.get_column(mapping.typology).cast(pl.String).fill_null("none")

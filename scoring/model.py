@@ -13,6 +13,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from features.pipeline import FeaturePipeline, FeatureSpec
+from features.schema import PRODUCTS
 from scoring.bundle import VerifiedBundle, read_bundle
 from scoring.calibration import Calibrator
 from scoring.errors import BundleError
@@ -36,20 +37,31 @@ class ScoringModel:
         try:
             self.spec = FeatureSpec.from_json(bundle.json("feature_spec.json"))
             self.calibrator = Calibrator.from_json(bundle.json("calibration.json"))
-            self.policy = Policy.from_json(bundle.json("thresholds.json"))
+            self.policy = Policy.from_json(
+                bundle.json("thresholds.json")
+            )  # checks 0 <= review <= decline <= 1
             self.metrics: dict[str, Any] = bundle.json("metrics.json")
             self.info: dict[str, Any] = bundle.json("bundle.json")
             self.booster = lgb.Booster(model_str=bundle.files["model.txt"].decode())
         except (KeyError, ValueError, TypeError, lgb.basic.LightGBMError) as exc:
             raise BundleError(f"bundle {bundle.directory} is unreadable: {exc}") from exc
+        try:
+            self.calibrator.check()
+        except ValueError as exc:
+            raise BundleError(f"bundle {bundle.directory}: calibration.json: {exc}") from exc
+        missing = [p for p in PRODUCTS if p not in self.policy.by_product]
+        if missing:
+            raise BundleError(
+                f"bundle {bundle.directory}: thresholds.json has no thresholds for {', '.join(missing)}"
+            )
         if self.booster.feature_name() != self.spec.names:
             raise BundleError(f"bundle {bundle.directory}: model.txt features differ from feature_spec.json")
         self.pipeline = FeaturePipeline(self.spec)
         self.threads = threads
 
     @classmethod
-    def load(cls, directory: Path, *, threads: int = 1) -> ScoringModel:
-        return cls(read_bundle(directory), threads=threads)
+    def load(cls, directory: Path, *, threads: int = 1, expected_version: str | None = None) -> ScoringModel:
+        return cls(read_bundle(directory, expected_version=expected_version), threads=threads)
 
     @property
     def uses_history(self) -> bool:

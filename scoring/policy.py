@@ -60,13 +60,13 @@ class Policy:
         decline_rate: float,
     ) -> Policy:
         """Thresholds that send the target shares of each product's applications to DECLINE and to
-        REVIEW-or-worse, set on a held-out slice."""
+        REVIEW-or-worse, set on a held-out slice. A product absent from the slice gets the thresholds
+        of all products together: never-review would be the wrong default for an unseen product."""
         out = {}
         for name in products:
             p = probability[product == name]
             if p.size == 0:
-                out[name] = Thresholds(1.0, 1.0)
-                continue
+                p = probability
             decline = float(np.quantile(p, 1.0 - decline_rate))
             review = float(np.quantile(p, 1.0 - decline_rate - review_rate))
             out[name] = Thresholds(min(review, decline), decline)

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     """gRPC port; 0 picks a free one (the server prints and logs the one it got)."""
     bundle: Path | None = None
     """Model bundle directory. Unset: the demo bundle under `data_dir`, trained on first start."""
+    bundle_version: str | None = None
+    """The bundle version this deployment approved (e.g. fs-1a2b...); any other is refused at start,
+    even one whose manifest matches its files."""
     data_dir: Path = Path("var")
     """Where the demo data and demo bundle are written."""
     demo_rows: int = Field(default=200_000, ge=10_000)

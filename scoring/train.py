@@ -19,15 +19,16 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import polars as pl
 from numpy.typing import NDArray
 
 from features.history import entity_keys, offline_history
 from features.pipeline import FeaturePipeline, attribute_defs
-from features.schema import PRODUCTS
+from features.schema import ATTRIBUTE_PREFIX, PRODUCTS
 from scoring.bundle import sha256_file, write_bundle
 from scoring.calibration import Calibrator, Method
 from scoring.dataset import Dataset
-from scoring.metrics import evaluate
+from scoring.metrics import evaluate, roc_auc
 from scoring.model import ScoringModel
 from scoring.policy import Policy
 
@@ -118,6 +119,9 @@ def train(
         progress("computing history features as of each application (velocity, identity links)")
         history = offline_history(entity_keys(data.canonical, os.urandom(32)))
     feats = pipeline.features(data.canonical, history)
+    leaks = suspicious_attributes(feats[cut["train"]], y_train=data.label[cut["train"]])
+    for warning in leaks:
+        progress(f"warning: {warning}")
     spec = pipeline.fit_spec(feats[cut["train"]], attribute_defs(data.canonical), history=use_history)
     x = pipeline.matrix(feats)
     y = data.label.astype(np.float64)
@@ -203,7 +207,8 @@ def train(
             for name, s in cut.items()
         },
     }
-    report["data_warnings"] = list(data.warnings)
+    report["data_warnings"] = list(data.warnings) + leaks
+    report["lender_attributes"] = [a.key for a in spec.attributes]
     report["best_iteration"] = booster.best_iteration
     report["train_seconds"] = round(time.perf_counter() - started, 1)
     info = {
@@ -224,6 +229,30 @@ def train(
     version = write_bundle(out, files)
     progress(f"wrote bundle {version} to {out} in {report['train_seconds']} s")
     return version, report
+
+
+def suspicious_attributes(
+    features: pl.DataFrame, y_train: NDArray[np.int8], limit: float = 0.95
+) -> list[str]:
+    """Lender attributes that alone separate fraud almost perfectly on the training slice: most
+    often the label under another name (a case status, a write-off reason) that a mapping forgot
+    to ignore. Reported, not dropped: the lender decides."""
+    out = []
+    for name in features.columns:
+        if not name.startswith(ATTRIBUTE_PREFIX) or y_train.sum() == 0:
+            continue
+        col = features.get_column(name)
+        if col.dtype == pl.String:
+            rates = pl.DataFrame({"v": col, "y": y_train}).group_by("v").agg(pl.col("y").mean().alias("r"))
+            col = col.replace_strict(rates.get_column("v"), rates.get_column("r"), default=None)
+        values = col.cast(pl.Float64).fill_null(float("-inf")).to_numpy()
+        auc = roc_auc(y_train, values)
+        if max(auc, 1 - auc) > limit:
+            out.append(
+                f"lender attribute {name.removeprefix(ATTRIBUTE_PREFIX)!r} alone has ROC-AUC "
+                f"{max(auc, 1 - auc):.3f} on the training slice: is it the label under another name?"
+            )
+    return out
 
 
 def _json(data: Any) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -72,17 +73,41 @@ def test_path_traversal_in_the_manifest_is_refused(copy, name):
         read_bundle(copy)
 
 
-def test_manifest_edited_to_match_a_tampered_file_changes_the_version(copy, bundle_dir):
-    import hashlib
-
-    path = copy / "thresholds.json"
-    data = json.loads(path.read_text())
-    data["CONSUMER"]["decline"] = 0.999
+def _rewrite(bundle: Path, name: str, data: object) -> None:
+    """Tampers with a file and rewrites the manifest to match, as an attacker with write access could."""
+    path = bundle / name
     path.write_text(json.dumps(data))
-    manifest = json.loads((copy / "MANIFEST.json").read_text())
-    manifest["files"]["thresholds.json"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    (copy / "MANIFEST.json").write_text(json.dumps(manifest))
-    assert read_bundle(copy).version != read_bundle(bundle_dir).version
+    manifest = json.loads((bundle / "MANIFEST.json").read_text())
+    manifest["files"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (bundle / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+def test_a_rewritten_manifest_changes_the_version_and_a_pinned_version_refuses_it(copy, bundle_dir):
+    approved = read_bundle(bundle_dir).version
+    data = json.loads((copy / "thresholds.json").read_text())
+    data["CONSUMER"]["decline"] = 0.999
+    _rewrite(copy, "thresholds.json", data)
+    assert read_bundle(copy).version != approved
+    with pytest.raises(BundleError, match=rf"but {approved} is the one approved"):
+        read_bundle(copy, expected_version=approved)
+    assert read_bundle(bundle_dir, expected_version=approved).version == approved
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("thresholds.json", lambda d: d.pop("SMALL_BUSINESS"), "no thresholds for SMALL_BUSINESS"),
+        ("thresholds.json", lambda d: d["CONSUMER"].update(review=0.9, decline=0.1), "unreadable"),
+        ("calibration.json", lambda d: d.update(method="magic"), "unknown calibration method"),
+        ("calibration.json", lambda d: d.update(x=list(reversed(d["x"]))), "increasing x"),
+    ],
+)
+def test_contents_that_cannot_be_used_are_refused_at_load(copy, name, change, message):
+    data = json.loads((copy / name).read_text())
+    change(data)
+    _rewrite(copy, name, data)
+    with pytest.raises(BundleError, match=message):
+        ScoringModel.load(copy)
 
 
 def test_serve_refuses_a_tampered_bundle(copy):

@@ -158,3 +158,36 @@ def _synth(tmp_path: Path, rows: int) -> Path:
     proc = run("synth", "--rows", str(rows), "--seed", "2", "--out", str(path))
     assert proc.returncode == 0, proc.stderr
     return path
+
+
+def test_lender_spellings_of_enum_values_are_understood(tmp_path):
+    from scoring.dataset import ColumnMapping, canonicalise
+
+    frame = pl.read_parquet(_synth(tmp_path, rows=2000))
+    lender = frame.with_columns(
+        product=pl.col("product").str.to_lowercase(),
+        employment_status=pl.lit("Self-Employed"),
+        housing=pl.lit("HOUSING_RENT"),
+        channel=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("carrier pigeon")).otherwise(pl.lit("web")),
+    )
+    data = canonicalise(lender, ColumnMapping())
+    canon = data.canonical
+    assert set(canon.get_column("product").unique()) == {"CONSUMER", "SMALL_BUSINESS"}
+    assert canon.get_column("employment_status").unique().to_list() == ["SELF_EMPLOYED"]
+    assert canon.get_column("housing").unique().to_list() == ["RENT"]
+    assert canon.get_column("channel").null_count() == 3
+    assert any("3 values of column 'channel' could not be read as one of WEB" in w for w in data.warnings)
+
+
+def test_a_label_in_disguise_is_reported(tmp_path):
+    path = tmp_path / "leaky.parquet"
+    frame = pl.read_parquet(_synth(tmp_path, rows=6000))
+    frame.with_columns(
+        case_status=pl.when(pl.col("is_fraud") == 1).then(pl.lit("CHARGED_OFF")).otherwise(pl.lit("OPEN"))
+    ).write_parquet(path)
+    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stderr
+    assert "lender attribute 'case_status' alone has ROC-AUC 1.000" in proc.stderr
+    report = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert report["lender_attributes"] == ["case_status"]
+    assert any("case_status" in w for w in report["data_warnings"])

@@ -7,7 +7,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from scoring.calibration import Calibrator
+from scoring.calibration import PROBABILITY_FLOOR, Calibrator
 from scoring.metrics import calibration_error, ks_statistic, pr_auc, recall_at_fpr, roc_auc
 
 
@@ -49,7 +49,10 @@ def test_isotonic_matches_sklearn_at_its_knots(sample):
     cal = Calibrator.fit(s, y, "isotonic")
     ref = IsotonicRegression(out_of_bounds="clip").fit(s, y)
     knots = np.asarray(cal.x)
-    assert cal(knots) == pytest.approx(ref.predict(knots), abs=1e-9)
+    # Equal to scikit-learn's fit, but never exactly 0 or 1 (see PROBABILITY_FLOOR).
+    expected = np.clip(ref.predict(knots), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    assert cal(knots) == pytest.approx(expected, abs=1e-9)
+    assert cal(np.array([-1e9, 1e9])).tolist() == pytest.approx([expected[0], expected[-1]])
     grid = np.linspace(s.min() - 1, s.max() + 1, 500)
     assert np.all(np.diff(cal(grid)) >= 0)
 
