@@ -1,13 +1,14 @@
 # fraudscore: the two commands a fresh machine needs are `make run` and `make test`.
-# Both install what they need (uv from PyPI if missing, then the locked environment).
+# Both install what they need: uv from PyPI if it is missing (into .tools/, a private venv, so a
+# system Python that refuses pip installs (PEP 668) is left alone), then the locked environment.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+UV := $(shell command -v uv 2>/dev/null || { python3 -m uv --version >/dev/null 2>&1 && echo "python3 -m uv"; } || echo ".tools/uv/bin/uv")
 PROTO := proto/scoring/v1/scoring.proto
 
 .PHONY: run test env proto proto-check lint typecheck bench clean
 
 env:
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.9"
+	@$(UV) --version >/dev/null 2>&1 || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv>=0.9"; }
 	@$(UV) sync --frozen --quiet
 
 run: env ## Serve on the embedded defaults (trains a demo bundle on synthetic data if none exists).
