@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from features.history import entity_keys, history_frame
+from features.history import entity_key_rows, history_frame
 from features.history_store import HistoryStore
 from features.schema import ATTRIBUTE_PREFIX, FieldError, ValidationError, validate_row
 from scoring.errors import (
@@ -213,10 +213,8 @@ class ScoringService:
         frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
         history = None
         if self.history is not None:
-            keys = entity_keys(frame, self._secret).with_columns(
-                application_id=frame.get_column("application_id")
-            )
-            history = history_frame(self.history.lookup_and_record(keys.to_dicts()))
+            keys = entity_key_rows(frame, self._secret)
+            history = history_frame(self.history.lookup_and_record(keys))
         scores = self.model.score_frame(frame, history)
         done = time.perf_counter()
         return [

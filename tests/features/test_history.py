@@ -110,3 +110,11 @@ def test_keys_are_hashed_with_the_secret(canonical):
         assert set(hashed.get_column(name).drop_nulls()).isdisjoint(set(clear.get_column(name).drop_nulls()))
         assert set(hashed.get_column(name).drop_nulls()).isdisjoint(set(other.get_column(name).drop_nulls()))
     assert all(len(v) == 32 for v in hashed.get_column("phone").drop_nulls())
+
+
+def test_serving_rows_hash_exactly_like_the_training_frame(canonical):
+    from features.history import entity_key_rows
+
+    frame = canonical.head(300)
+    expected = entity_keys(frame, SECRET).with_columns(application_id=frame.get_column("application_id"))
+    assert entity_key_rows(frame, SECRET) == expected.to_dicts()
