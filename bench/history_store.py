@@ -97,7 +97,8 @@ def main() -> None:
             "| lookup + update of one application's 12 keys | p50 ms | p90 ms | p99 ms | p99.9 ms |",
             "|---|---|---|---|---|",
             f"| alone | {one_ms['p50']} | {one_ms['p90']} | {one_ms['p99']} | {one_ms['p99.9']} |",
-            f"| per application, batches of 16 | {b_ms['p50']} | {b_ms['p90']} | {b_ms['p99']} | {b_ms['p99.9']} |",
+            f"| per application, batches of 16 | {b_ms['p50']} | {b_ms['p90']} | {b_ms['p99']} "
+            f"| {b_ms['p99.9']} |",
             "",
             f"Share of sequential Score p50 ({result.get('score_sequential_p50_ms', '?')} ms, from "
             f"score_latency.json): {result.get('history_share_of_score_p50', '?')}.",
