@@ -74,7 +74,11 @@ def feature_names(spec: KeySpec) -> list[str]:
     return names
 
 
-HISTORY_FEATURES: Final = tuple(n for k in KEYS for n in feature_names(k))
+# Keys specific enough to link one person's applications: the ring feature follows only these (an
+# employer or a postal code is shared by thousands of unrelated people).
+LINK_KEYS: Final = ("device", "phone", "email", "address", "national_id", "bank_account", "ip")
+RING_FEATURE: Final = "linked_identities_28d"
+HISTORY_FEATURES: Final = (*(n for k in KEYS for n in feature_names(k)), RING_FEATURE)
 HISTORY_SCHEMA: Final = pl.Schema({n: pl.Float64() for n in HISTORY_FEATURES})
 
 
@@ -225,9 +229,37 @@ def offline_history(keys: pl.DataFrame) -> pl.DataFrame:
                 (pl.col("ts") - pl.col("first")) * US_TO_DAYS
             )
             columns[f"{spec.name}_days_since_first_seen"] = first.select(since).to_series().cast(pl.Float64)
+    columns[RING_FEATURE] = _linked_identities(base)
     frame = pl.DataFrame({name: columns[name].alias(name) for name in HISTORY_FEATURES})
     assert frame.height == n
     return frame
+
+
+def _linked_identities(base: pl.DataFrame) -> pl.Series:
+    """The ring feature: distinct other identities that shared any link key with the application
+    in the 28 days before it (one hop). Null when the application has no link key at all."""
+    long = pl.concat(
+        [
+            base.select("_row", "ts", "identity", kind=pl.lit(name), key=pl.col(name)).filter(
+                pl.col("key").is_not_null()
+            )
+            for name in LINK_KEYS
+        ]
+    )
+    earlier = long.select("kind", "key", ts_p="ts", identity_p="identity")
+    window = WINDOWS[LINK_WINDOW]
+    pairs = long.join(earlier, on=["kind", "key"]).filter(
+        (pl.col("ts_p") < pl.col("ts"))
+        & (pl.col("ts_p") >= pl.col("ts") - window)
+        & (pl.col("identity_p") != pl.col("identity"))
+    )
+    counts = pairs.group_by("_row").agg(pl.col("identity_p").n_unique().cast(pl.Float64).alias("n"))
+    has_key = long.select("_row").unique()
+    per_row = has_key.join(counts, on="_row", how="left").with_columns(pl.col("n").fill_null(0.0))
+    full = pl.Series(RING_FEATURE, [None] * base.height, dtype=pl.Float64)
+    if per_row.height:
+        full = full.scatter(per_row.get_column("_row"), per_row.get_column("n"))
+    return full
 
 
 # -- online: one application against aggregates from the store ----------------------------------
@@ -242,9 +274,14 @@ class KeyAggregate:
     first_seen_us: int | None = None
 
 
-def online_history(ts: int, aggregates: Mapping[str, KeyAggregate | None]) -> dict[str, float | None]:
-    """One application's history features from its keys' aggregates (None: the key is missing)."""
-    out: dict[str, float | None] = {}
+def online_history(
+    ts: int, aggregates: Mapping[str, KeyAggregate | None], linked_identities: int | None
+) -> dict[str, float | None]:
+    """One application's history features from its keys' aggregates (None: the key is missing) and
+    the count of other identities linked to it (None: no link key)."""
+    out: dict[str, float | None] = {
+        RING_FEATURE: None if linked_identities is None else float(linked_identities)
+    }
     for spec in KEYS:
         agg = aggregates.get(spec.name)
         for w in spec.windows:

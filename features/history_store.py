@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from features.history import KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
+from features.history import KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_events (
@@ -88,6 +88,20 @@ class SQLiteHistoryStore:
             first_seen_us=first,
         )
 
+    def _linked(self, row: Mapping[str, Any], ts: int) -> int | None:
+        """Distinct other identities sharing a link key with the application in the link window."""
+        keys = [(name, row[name]) for name in LINK_KEYS if row[name] is not None]
+        if not keys:
+            return None
+        match = " OR ".join("(kind = ? AND key = ?)" for _ in keys)
+        params: list[Any] = [v for pair in keys for v in pair]
+        sql = (
+            f"SELECT COUNT(DISTINCT identity) FROM key_events WHERE ({match}) "
+            f"AND ts >= ? AND ts < ? AND identity != ?"
+        )
+        params += [ts - WINDOWS[LINK_WINDOW], ts, row["identity"]]
+        return int(self._db.execute(sql, params).fetchone()[0])
+
     def lookup_and_record(
         self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
     ) -> list[dict[str, float | None]]:
@@ -103,7 +117,7 @@ class SQLiteHistoryStore:
                         else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
                         for spec in KEYS
                     }
-                    out.append(online_history(ts, aggregates))
+                    out.append(online_history(ts, aggregates, self._linked(row, ts)))
                     if record:
                         self._record(row)
                 self._db.execute("COMMIT")

@@ -53,6 +53,7 @@ def test_online_one_at_a_time_equals_offline(keys, offline, tmp_path_factory):
     assert offline.get_column("device_apps_28d").max() >= 3
     assert offline.get_column("phone_identities_28d").max() >= 2
     assert offline.get_column("device_days_since_first_seen").drop_nulls().len() > 100
+    assert offline.get_column("linked_identities_28d").max() >= 2
 
 
 def test_batches_see_earlier_members_of_the_same_batch(keys, offline):
@@ -118,3 +119,25 @@ def test_serving_rows_hash_exactly_like_the_training_frame(canonical):
     frame = canonical.head(300)
     expected = entity_keys(frame, SECRET).with_columns(application_id=frame.get_column("application_id"))
     assert entity_key_rows(frame, SECRET) == expected.to_dicts()
+
+
+def test_linked_identities_follow_shared_keys_one_hop():
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    base = generate(4, seed=5).select(list(CANONICAL_SCHEMA))
+    frame = base.with_columns(
+        submitted_at=pl.Series([t0 + dt.timedelta(hours=h) for h in (0, 1, 2, 3)]),
+        first_name=pl.Series(["Ann", "Bob", "Cy", "Ann"]),
+        last_name=pl.lit("Doe"),
+        date_of_birth=pl.lit(dt.date(1990, 1, 1)),
+        device_id=pl.Series(["d1", "d1", "d2", "d1"]),
+        phone=pl.Series(["+15550001", "+15550002", "+15550002", "+15550001"]),
+        email=pl.Series(["a@x.com", "b@x.com", "c@x.com", "a@x.com"]),
+        ip_address=pl.lit(None, pl.String),
+        address_line1=pl.Series(["1 A St", "2 B St", "3 C St", "1 A St"]),
+        national_id=pl.Series(["111-11-1111", "222-22-2222", "333-33-3333", "111-11-1111"]),
+        bank_account_number=pl.lit(None, pl.String),
+    )
+    linked = offline_history(entity_keys(frame, SECRET)).get_column("linked_identities_28d").to_list()
+    # Ann: nobody before; Bob: Ann (device); Cy: Bob (phone), not Ann (two hops);
+    # Ann again: Bob (device) and not herself.
+    assert linked == [0.0, 1.0, 1.0, 1.0]
