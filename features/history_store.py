@@ -21,13 +21,20 @@ from typing import Any, Protocol
 
 from features.history import KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
 
+FORMAT = 2  # PRAGMA user_version of the file: 2 = keys as 16-byte blobs
+
+
+class HistoryStoreError(RuntimeError):
+    """The history store cannot be used as it is."""
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_events (
     kind     TEXT    NOT NULL,
-    key      TEXT    NOT NULL,
+    key      BLOB    NOT NULL,  -- keyed hash, 16 bytes
     ts       INTEGER NOT NULL,  -- submission time, microseconds since the epoch (UTC)
-    identity TEXT,
-    email    TEXT,
+    identity BLOB,
+    email    BLOB,
     cents    INTEGER NOT NULL,
     app      TEXT    NOT NULL,  -- application id
     PRIMARY KEY (kind, key, ts, app)
@@ -37,6 +44,11 @@ CREATE TABLE IF NOT EXISTS applications (
     ts  INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+def _blob(hashed: str | None) -> bytes | None:
+    """Hex hashes as 16 raw bytes on disk: half the size of the text."""
+    return None if hashed is None else bytes.fromhex(hashed)
 
 
 class HistoryStore(Protocol):
@@ -51,7 +63,11 @@ class HistoryStore(Protocol):
 
 
 class SQLiteHistoryStore:
-    def __init__(self, path: Path | str) -> None:
+    """SQLite in WAL mode. Commits do not wait for the disk (synchronous=NORMAL: the history is
+    rebuilt from the audit trail, not a record of decisions); checkpoints, which do, run on a
+    background connection every `checkpoint_seconds`, never on the request path."""
+
+    def __init__(self, path: Path | str, *, checkpoint_seconds: float = 1.0) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +75,18 @@ class SQLiteHistoryStore:
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._check_format()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                args=(checkpoint_seconds,),
+                name="history-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
         self._window_sql = {spec.name: self._aggregate_sql(spec.windows) for spec in KEYS}
 
     @staticmethod
@@ -73,12 +100,12 @@ class SQLiteHistoryStore:
 
     def _aggregate(self, kind: str, key: str, ts: int, first_seen: bool) -> KeyAggregate:
         spec_windows = next(s.windows for s in KEYS if s.name == kind)
-        row = self._db.execute(self._window_sql[kind], {"t": ts, "kind": kind, "key": key}).fetchone()
+        row = self._db.execute(self._window_sql[kind], {"t": ts, "kind": kind, "key": _blob(key)}).fetchone()
         n = len(spec_windows)
         first = None
         if first_seen:
             first = self._db.execute(
-                "SELECT MIN(ts) FROM key_events WHERE kind = ? AND key = ? AND ts < ?", (kind, key, ts)
+                "SELECT MIN(ts) FROM key_events WHERE kind = ? AND key = ? AND ts < ?", (kind, _blob(key), ts)
             ).fetchone()[0]
         return KeyAggregate(
             apps=dict(zip(spec_windows, (int(v) for v in row[:n]), strict=True)),
@@ -94,12 +121,12 @@ class SQLiteHistoryStore:
         if not keys:
             return None
         match = " OR ".join("(kind = ? AND key = ?)" for _ in keys)
-        params: list[Any] = [v for pair in keys for v in pair]
+        params: list[Any] = [v for name, key in keys for v in (name, _blob(key))]
         sql = (
             f"SELECT COUNT(DISTINCT identity) FROM key_events WHERE ({match}) "
             f"AND ts >= ? AND ts < ? AND identity != ?"
         )
-        params += [ts - WINDOWS[LINK_WINDOW], ts, row["identity"]]
+        params += [ts - WINDOWS[LINK_WINDOW], ts, _blob(row["identity"])]
         return int(self._db.execute(sql, params).fetchone()[0])
 
     def lookup_and_record(
@@ -135,7 +162,15 @@ class SQLiteHistoryStore:
             "INSERT OR IGNORE INTO key_events (kind, key, ts, identity, email, cents, app) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (spec.name, row[spec.name], ts, row["identity"], row["email_key"], int(row["cents"]), app)
+                (
+                    spec.name,
+                    _blob(row[spec.name]),
+                    ts,
+                    _blob(row["identity"]),
+                    _blob(row["email_key"]),
+                    int(row["cents"]),
+                    app,
+                )
                 for spec in KEYS
                 if row[spec.name] is not None
             ],
@@ -160,6 +195,34 @@ class SQLiteHistoryStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
 
+    def _check_format(self) -> None:
+        """Creates the tables in a new file; refuses a file written in another format, whose keys
+        would silently never match."""
+        found = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if tables and found != FORMAT:
+            self._db.close()
+            raise HistoryStoreError(
+                f"history store {self.path} has format {found}, this version reads {FORMAT}: "
+                "move it away and reload the history (fraudscore history --data FILE)"
+            )
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {FORMAT}")
+
+    def _checkpoint_loop(self, every: float) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while not self._stop.wait(every):
+                # PASSIVE never blocks the writer; what it cannot copy now waits for the next round.
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._lock:
+            if self._checkpointer is not None:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()

@@ -288,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         k: getattr(args, k) for k in ("bundle", "port", "host") if getattr(args, k, None) is not None
     }
     settings = Settings(**overrides)
+    from features.history_store import HistoryStoreError
     from scoring.dataset import DatasetError
     from scoring.errors import FraudscoreError
 
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "info": cmd_info,
         }
         return handler[args.command](args)
-    except (DatasetError, FraudscoreError, ValueError) as exc:
+    except (DatasetError, FraudscoreError, HistoryStoreError, ValueError) as exc:
         print(f"fraudscore: {exc}", file=sys.stderr)
         return 2
 

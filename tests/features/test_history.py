@@ -141,3 +141,21 @@ def test_linked_identities_follow_shared_keys_one_hop():
     # Ann: nobody before; Bob: Ann (device); Cy: Bob (phone), not Ann (two hops);
     # Ann again: Bob (device) and not herself.
     assert linked == [0.0, 1.0, 1.0, 1.0]
+
+
+def test_a_store_in_another_format_is_refused(tmp_path):
+    import sqlite3
+
+    from features.history_store import HistoryStoreError
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE key_events (kind TEXT, key TEXT)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 2"):
+        SQLiteHistoryStore(path)
+    fresh = SQLiteHistoryStore(tmp_path / "new.sqlite")
+    fresh.close()
+    SQLiteHistoryStore(tmp_path / "new.sqlite").close()  # reopening its own format is fine
