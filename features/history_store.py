@@ -80,6 +80,9 @@ class SQLiteHistoryStore:
         self._checkpointer: threading.Thread | None = None
         if self.path != ":memory:":
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+            # After a checkpoint resets the WAL, cut the file back: it would otherwise keep its
+            # largest size (a bulk load's) forever.
+            self._db.execute("PRAGMA journal_size_limit=67108864")
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop,
                 args=(checkpoint_seconds,),
@@ -186,6 +189,9 @@ class SQLiteHistoryStore:
                     self._record(row)
                     n += 1
                 self._db.execute("COMMIT")
+                if self._checkpointer is not None:
+                    # A bulk load is not on the request path: fold it into the database now.
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
