@@ -58,7 +58,7 @@ def lender_table(rows: int, seed: int) -> pl.DataFrame:
         .with_columns(
             confirmed_fraud=pl.when(pl.col("is_fraud") == 1).then(pl.lit("Y")).otherwise(pl.lit("N")),
             internal_ref=pl.int_range(pl.len()).cast(pl.String),
-            bureau_score=(700 - 150 * pl.col("is_fraud") + (pl.int_range(pl.len()) * 7919 % 200) - 100).cast(
+            bureau_score=(700 - 40 * pl.col("is_fraud") + (pl.int_range(pl.len()) * 7919 % 200) - 100).cast(
                 pl.Float64
             ),
             branch_region=pl.col("address_region"),

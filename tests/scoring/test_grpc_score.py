@@ -53,7 +53,13 @@ async def test_decision_follows_the_published_thresholds(stub):
 
 
 async def test_riskier_signals_raise_the_score(stub):
-    clean = await stub.Score(pb.ScoreRequest(application=application()), timeout=10)
+    def with_attributes(app):
+        # The test model was trained with these lender attributes always present.
+        app.attributes["bureau_score"].number = 700
+        app.attributes["branch_region"].text = "OR"
+        return app
+
+    clean = await stub.Score(pb.ScoreRequest(application=with_attributes(application())), timeout=10)
     risky = application(
         **{
             "applicant.email": "xk7r92mq1@mail.com",
@@ -66,7 +72,8 @@ async def test_riskier_signals_raise_the_score(stub):
             "loan.amount": 60_000,
         }
     )
-    r = await stub.Score(pb.ScoreRequest(application=risky), timeout=10)
+    r = await stub.Score(pb.ScoreRequest(application=with_attributes(risky)), timeout=10)
+    assert clean.fraud_probability < 0.5
     assert r.fraud_probability > clean.fraud_probability
 
 
