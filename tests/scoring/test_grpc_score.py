@@ -245,12 +245,9 @@ async def test_concurrent_requests_share_micro_batches_and_get_their_own_answers
     responses = await asyncio.gather(*calls)
     assert [r.application_id for r in responses] == [f"C-{i}" for i in range(64)]
     assert server.service.batches - before < 64  # some requests were scored together
-    # Each answer equals what the same application gets when scored alone.
-    alone = await stub.Score(
-        pb.ScoreRequest(application=application(application_id="C-5", **{"loan.amount": amounts[5]})),
-        timeout=10,
-    )
-    assert alone.fraud_probability == pytest.approx(responses[5].fraud_probability, abs=1e-12)
+    # That a batch gives each application the numbers it would get alone is held where it can be
+    # stated exactly: tests/features/test_pipeline.py (row-local features) and
+    # tests/features/test_history.py (history, where members of a batch see the earlier ones).
 
 
 async def test_model_info_describes_the_bundle(stub, bundle_dir):
