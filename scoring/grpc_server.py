@@ -48,6 +48,8 @@ async def _unary(context: grpc.aio.ServicerContext[Any, Any], method: str, call:
     try:
         return await call
     except FraudscoreError as exc:
+        # The status only: a message can quote values the caller sent.
+        log.debug("refused", extra={"rpc": method, "code": exc.grpc_status_code().name})
         await context.abort(exc.grpc_status_code(), str(exc))
     except asyncio.CancelledError:
         raise

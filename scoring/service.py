@@ -203,9 +203,22 @@ class ScoringService:
                                     ScoringFailedError("internal error; see the server log")
                                 )
                     else:
+                        debug = log.isEnabledFor(logging.DEBUG)
                         for p, r in zip(live, results, strict=True):
                             if not p.future.done():
                                 p.future.set_result(r)
+                            if debug:  # ids, decision and timing only: never application data
+                                log.debug(
+                                    "scored",
+                                    extra={
+                                        "application_id": r.application_id,
+                                        "product": r.product,
+                                        "decision": r.decision.value,
+                                        "score": r.score,
+                                        "latency_ms": r.latency_ms,
+                                        "batch_size": len(live),
+                                    },
+                                )
                         self.batches += 1
                         self.scored += len(live)
             finally:

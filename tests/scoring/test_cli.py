@@ -66,6 +66,7 @@ def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
         "FRAUDSCORE_DATA_DIR": str(tmp_path / "var"),
         "FRAUDSCORE_DEMO_ROWS": "20000",
         "FRAUDSCORE_GRACE_SECONDS": "2",
+        "FRAUDSCORE_LOG_LEVEL": "DEBUG",  # per-request lines too, so the personal-data check bites
     }
     proc = subprocess.Popen(
         [FRAUDSCORE, "serve", "--port", "0"],
@@ -116,8 +117,22 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
     assert proc.returncode == 0
     logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(entry["event"] == "stopped" for entry in logs)
+    scored = [entry for entry in logs if entry["event"] == "scored"]
+    assert scored and scored[0]["application_id"] == "LOS-2026-000123"
+    assert any(entry["event"] == "refused" and entry["code"] == "INVALID_ARGUMENT" for entry in logs)
     # No personal data of the sample in any log line.
-    for secret in ("Maria", "Lopez", "512-44-7781", "maria.lopez87", "+14155550182", "credit cards"):
+    for secret in (
+        "Maria",
+        "Lopez",
+        "512-44-7781",
+        "maria.lopez87",
+        "+14155550182",
+        "1840 Alder",
+        "d5c1a9e04f7b4c2e",
+        "4417829301",
+        "credit cards",
+        "Cascade Health",
+    ):
         assert secret not in stderr
 
 
