@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
 import polars as pl
+from numpy.typing import ArrayLike
 
 HOUR_US: Final = 3_600 * 1_000_000
 DAY_US: Final = 24 * HOUR_US
@@ -78,7 +80,9 @@ def feature_names(spec: KeySpec) -> list[str]:
 # employer or a postal code is shared by thousands of unrelated people).
 LINK_KEYS: Final = ("device", "phone", "email", "address", "national_id", "bank_account", "ip")
 RING_FEATURE: Final = "linked_identities_28d"
-HISTORY_FEATURES: Final = (*(n for k in KEYS for n in feature_names(k)), RING_FEATURE)
+# Earlier applications sharing the key whose fraud outcome was known before this one (all history).
+FRAUD_FEATURES: Final = tuple(f"{k}_confirmed_fraud" for k in LINK_KEYS)
+HISTORY_FEATURES: Final = (*(n for k in KEYS for n in feature_names(k)), RING_FEATURE, *FRAUD_FEATURES)
 HISTORY_SCHEMA: Final = pl.Schema({n: pl.Float64() for n in HISTORY_FEATURES})
 
 
@@ -157,6 +161,16 @@ def entity_keys(canonical: pl.DataFrame, secret: bytes) -> pl.DataFrame:
     return hash_keys(key_values(canonical), secret)
 
 
+def with_outcomes(keys: pl.DataFrame, label: ArrayLike, delay_days: float) -> pl.DataFrame:
+    """Adds each application's outcome for `offline_history`: its label, taken as known `delay_days`
+    after submission (how long a lender takes to confirm fraud, when the data does not say)."""
+    delay = round(delay_days * DAY_US)
+    return keys.with_columns(
+        fraud=pl.Series("fraud", np.asarray(label), dtype=pl.Int8),
+        known_at=pl.col("ts") + pl.lit(delay, pl.Int64),
+    )
+
+
 def entity_key_rows(canonical: pl.DataFrame, secret: bytes) -> list[dict[str, Any]]:
     """The same hashed keys as plain rows, for a serving batch: hashing a few values in Python
     costs microseconds, where a polars call per key column would cost milliseconds."""
@@ -230,9 +244,38 @@ def offline_history(keys: pl.DataFrame) -> pl.DataFrame:
             )
             columns[f"{spec.name}_days_since_first_seen"] = first.select(since).to_series().cast(pl.Float64)
     columns[RING_FEATURE] = _linked_identities(base)
+    columns.update(_confirmed_fraud(base))
     frame = pl.DataFrame({name: columns[name].alias(name) for name in HISTORY_FEATURES})
     assert frame.height == n
     return frame
+
+
+def _confirmed_fraud(base: pl.DataFrame) -> dict[str, pl.Series]:
+    """Per link key: earlier applications with the key whose outcome, known before this
+    application, was fraud. Needs `fraud` (1/0/null) and `known_at` (µs) columns; without them no
+    outcome is known and the counts are 0. Null where the application lacks the key."""
+    out = {}
+    has_outcomes = "fraud" in base.columns and "known_at" in base.columns
+    for name in LINK_KEYS:
+        rows = base.select("_row", "ts", key=pl.col(name)).filter(pl.col("key").is_not_null())
+        counts = pl.Series("n", [], dtype=pl.Float64)
+        if has_outcomes:
+            frauds = base.filter((pl.col("fraud") == 1) & pl.col(name).is_not_null()).select(
+                key=pl.col(name), ts_f="ts", known="known_at"
+            )
+            joined = rows.join(frauds, on="key").filter(
+                (pl.col("ts_f") < pl.col("ts")) & (pl.col("known") < pl.col("ts"))
+            )
+            per_row = joined.group_by("_row").agg(pl.len().cast(pl.Float64).alias("n"))
+            rows = rows.join(per_row, on="_row", how="left")
+            counts = rows.get_column("n").fill_null(0.0)
+        else:
+            counts = pl.Series("n", [0.0] * rows.height, dtype=pl.Float64)
+        full = pl.Series(f"{name}_confirmed_fraud", [None] * base.height, dtype=pl.Float64)
+        if rows.height:
+            full = full.scatter(rows.get_column("_row"), counts)
+        out[f"{name}_confirmed_fraud"] = full
+    return out
 
 
 def _linked_identities(base: pl.DataFrame) -> pl.Series:
@@ -275,13 +318,19 @@ class KeyAggregate:
 
 
 def online_history(
-    ts: int, aggregates: Mapping[str, KeyAggregate | None], linked_identities: int | None
+    ts: int,
+    aggregates: Mapping[str, KeyAggregate | None],
+    linked_identities: int | None,
+    confirmed_fraud: Mapping[str, int | None],
 ) -> dict[str, float | None]:
-    """One application's history features from its keys' aggregates (None: the key is missing) and
-    the count of other identities linked to it (None: no link key)."""
+    """One application's history features from its keys' aggregates (None: the key is missing),
+    the count of other identities linked to it (None: no link key) and, per link key, the earlier
+    applications confirmed as fraud before it (None: the key is missing)."""
     out: dict[str, float | None] = {
-        RING_FEATURE: None if linked_identities is None else float(linked_identities)
+        f"{k}_confirmed_fraud": None if confirmed_fraud.get(k) is None else float(confirmed_fraud[k] or 0)
+        for k in LINK_KEYS
     }
+    out |= {RING_FEATURE: None if linked_identities is None else float(linked_identities)}
     for spec in KEYS:
         agg = aggregates.get(spec.name)
         for w in spec.windows:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from features.history import KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
 
-FORMAT = 2  # PRAGMA user_version of the file: 2 = keys as 16-byte blobs
+FORMAT = 3  # PRAGMA user_version of the file: 2 = keys as 16-byte blobs, 3 = outcomes
 
 
 class HistoryStoreError(RuntimeError):
@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS key_events (
 CREATE TABLE IF NOT EXISTS applications (
     app TEXT PRIMARY KEY,
     ts  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    app      TEXT PRIMARY KEY,
+    fraud    INTEGER NOT NULL,  -- 1 confirmed fraud, 0 legitimate
+    known_at INTEGER NOT NULL   -- when the outcome was recorded, microseconds since the epoch
 ) WITHOUT ROWID;
 """
 
@@ -118,6 +123,41 @@ class SQLiteHistoryStore:
             first_seen_us=first,
         )
 
+    def _confirmed(self, row: Mapping[str, Any], ts: int) -> dict[str, int | None]:
+        """Per link key: earlier applications with the key whose outcome, known before `ts`, was fraud."""
+        out: dict[str, int | None] = {}
+        for name in LINK_KEYS:
+            if row[name] is None:
+                out[name] = None
+                continue
+            out[name] = int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM key_events e JOIN outcomes o ON o.app = e.app "
+                    "WHERE e.kind = ? AND e.key = ? AND e.ts < ? AND o.fraud = 1 AND o.known_at < ?",
+                    (name, _blob(row[name]), ts, ts),
+                ).fetchone()[0]
+            )
+        return out
+
+    def record_outcomes(self, outcomes: Iterable[tuple[str, bool, int]]) -> int:
+        """Records (application id, confirmed fraud, known at µs); a later record for the same
+        application replaces the earlier one (an officer may correct an outcome)."""
+        n = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for app, fraud, known_at in outcomes:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO outcomes (app, fraud, known_at) VALUES (?, ?, ?)",
+                        (app, int(bool(fraud)), int(known_at)),
+                    )
+                    n += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
+
     def _linked(self, row: Mapping[str, Any], ts: int) -> int | None:
         """Distinct other identities sharing a link key with the application in the link window."""
         keys = [(name, row[name]) for name in LINK_KEYS if row[name] is not None]
@@ -147,7 +187,9 @@ class SQLiteHistoryStore:
                         else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
                         for spec in KEYS
                     }
-                    out.append(online_history(ts, aggregates, self._linked(row, ts)))
+                    out.append(
+                        online_history(ts, aggregates, self._linked(row, ts), self._confirmed(row, ts))
+                    )
                     if record:
                         self._record(row)
                 self._db.execute("COMMIT")

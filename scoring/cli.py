@@ -19,6 +19,7 @@ from scoring.settings import Settings
 
 if TYPE_CHECKING:
     import polars as pl
+    from numpy.typing import ArrayLike
 
 
 def _progress(message: str) -> None:
@@ -117,23 +118,26 @@ def ensure_bundle(settings: Settings) -> Path:
         progress=_progress,
     )
     _progress("demo model metrics on its time-split test set (synthetic data):\n" + format_report(report))
-    load_history(settings, data.canonical)
+    load_history(settings, data.canonical, data.label, TrainConfig().outcome_delay_days)
     return path
 
 
-def load_history(settings: Settings, canonical: pl.DataFrame) -> int:
-    """Appends applications to the serving history store (hashed keys only)."""
-    from features.history import entity_keys
+def load_history(settings: Settings, canonical: pl.DataFrame, label: ArrayLike, delay_days: float) -> int:
+    """Appends applications to the serving history store (hashed keys only), with their outcomes
+    taken as known `delay_days` after submission."""
+    from features.history import entity_keys, with_outcomes
     from features.history_store import SQLiteHistoryStore
 
-    keys = entity_keys(canonical, settings.resolved_history_secret()).with_columns(
-        application_id=canonical.get_column("application_id")
-    )
+    keys = with_outcomes(
+        entity_keys(canonical, settings.resolved_history_secret()), label, delay_days
+    ).with_columns(application_id=canonical.get_column("application_id"))
     store = SQLiteHistoryStore(settings.resolved_history_path())
     try:
         added = 0
         for start in range(0, keys.height, 50_000):
-            added += store.record_many(keys.slice(start, 50_000).iter_rows(named=True))
+            chunk = keys.slice(start, 50_000)
+            added += store.record_many(chunk.iter_rows(named=True))
+            store.record_outcomes(chunk.select("application_id", "fraud", "known_at").iter_rows())
             _progress(
                 f"history: recorded {min(start + 50_000, keys.height):,} / {keys.height:,} applications"
             )
@@ -148,7 +152,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     data = load_dataset(args.data, args.mapping)
     if data.canonical.get_column("submitted_at").null_count():
         raise ValueError("every application needs submitted_at to go into the history")
-    load_history(settings, data.canonical)
+    load_history(settings, data.canonical, data.label, args.outcome_delay_days)
     _progress(f"history store {settings.resolved_history_path()} updated")
     return 0
 
@@ -261,9 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", type=Path)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("history", help="load labelled or unlabelled past applications into the history store")
+    p = sub.add_parser("history", help="load labelled past applications into the history store")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--mapping", type=Path)
+    p.add_argument(
+        "--outcome-delay-days",
+        type=float,
+        default=30.0,
+        help="days after submission at which a label became known",
+    )
 
     p = sub.add_parser("serve", help="serve gRPC (trains a demo bundle first if none is given)")
     p.add_argument("--bundle", type=Path)

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from features.history import entity_keys, offline_history
+from features.history import entity_keys, offline_history, with_outcomes
 from features.pipeline import FeaturePipeline, attribute_defs
 from features.schema import ATTRIBUTE_PREFIX, PRODUCTS
 from scoring.bundle import sha256_file, write_bundle
@@ -33,6 +33,7 @@ from scoring.model import ScoringModel
 from scoring.policy import Policy
 
 Progress = Callable[[str], None]
+OUTCOME_DELAY_DAYS = 30.0
 SPLITS = (("train", 0.6), ("validation", 0.1), ("calibration", 0.1), ("test", 0.2))
 
 
@@ -53,6 +54,9 @@ class TrainConfig:
     synthetic: bool = False
     history: bool = True
     """Use history features (velocity, identity links) computed as of each application."""
+    outcome_delay_days: float = 30.0
+    """Days after submission at which a training label counts as known (for the earlier-confirmed-
+    fraud features): an application sees only the outcomes of earlier ones known before it."""
 
 
 def _slices(n: int) -> dict[str, slice]:
@@ -117,7 +121,10 @@ def train(
         progress("warning: history features need a timestamp on every application; training without them")
     if use_history:
         progress("computing history features as of each application (velocity, identity links)")
-        history = offline_history(entity_keys(data.canonical, os.urandom(32)))
+        keys = with_outcomes(
+            entity_keys(data.canonical, os.urandom(32)), data.label, config.outcome_delay_days
+        )
+        history = offline_history(keys)
     feats = pipeline.features(data.canonical, history)
     leaks = suspicious_attributes(feats[cut["train"]], y_train=data.label[cut["train"]])
     for warning in leaks:
@@ -273,7 +280,12 @@ def fingerprint(data: Dataset, source: Path | None) -> str:
 def evaluate_bundle(model: ScoringModel, data: Dataset, batch_rows: int = 100_000) -> dict[str, Any]:
     """Scores a labelled dataset with a bundle and reports the same metrics as training."""
     # History is computed over the whole file first: each application sees the file's earlier ones.
-    history = offline_history(entity_keys(data.canonical, os.urandom(32))) if model.uses_history else None
+    history = None
+    if model.uses_history:
+        delay = float(model.info.get("config", {}).get("outcome_delay_days", OUTCOME_DELAY_DAYS))
+        history = offline_history(
+            with_outcomes(entity_keys(data.canonical, os.urandom(32)), data.label, delay)
+        )
     probs = []
     for start in range(0, data.canonical.height, batch_rows):
         chunk = data.canonical.slice(start, batch_rows)

@@ -31,9 +31,19 @@ def canonical() -> pl.DataFrame:
     ).sort("submitted_at", maintain_order=True)
 
 
+OUTCOME_DELAY_US = 3 * 24 * 3_600_000_000  # outcomes become known three days after submission
+
+
 @pytest.fixture(scope="module")
 def keys(canonical) -> pl.DataFrame:
-    return entity_keys(canonical, SECRET).with_columns(application_id=canonical.get_column("application_id"))
+    labels = generate(ROWS, seed=21, months=1).select("application_id", "is_fraud")
+    return (
+        entity_keys(canonical, SECRET)
+        .with_columns(application_id=canonical.get_column("application_id"))
+        .join(labels, on="application_id", how="left", maintain_order="left")
+        .with_columns(fraud=pl.col("is_fraud"), known_at=pl.col("ts") + OUTCOME_DELAY_US)
+        .drop("is_fraud")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +54,8 @@ def offline(keys) -> pl.DataFrame:
 @pytest.mark.slow
 def test_online_one_at_a_time_equals_offline(keys, offline, tmp_path_factory):
     store = SQLiteHistoryStore(tmp_path_factory.mktemp("history") / "history.sqlite")
+    # Outcomes can be recorded up front: each becomes visible only to applications after its time.
+    store.record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
     online = [store.lookup_and_record([row])[0] for row in keys.iter_rows(named=True)]
     store.close()
     online_frame = history_frame(online)
@@ -54,10 +66,12 @@ def test_online_one_at_a_time_equals_offline(keys, offline, tmp_path_factory):
     assert offline.get_column("phone_identities_28d").max() >= 2
     assert offline.get_column("device_days_since_first_seen").drop_nulls().len() > 100
     assert offline.get_column("linked_identities_28d").max() >= 2
+    assert offline.get_column("device_confirmed_fraud").max() >= 1
 
 
 def test_batches_see_earlier_members_of_the_same_batch(keys, offline):
     store = SQLiteHistoryStore(":memory:")
+    store.record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
     rows = list(keys.head(600).iter_rows(named=True))
     online = []
     for start in range(0, len(rows), 64):
@@ -154,8 +168,28 @@ def test_a_store_in_another_format_is_refused(tmp_path):
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
-    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 2"):
+    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 3"):
         SQLiteHistoryStore(path)
     fresh = SQLiteHistoryStore(tmp_path / "new.sqlite")
     fresh.close()
     SQLiteHistoryStore(tmp_path / "new.sqlite").close()  # reopening its own format is fine
+
+
+def test_an_outcome_counts_only_once_it_is_known():
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    frame = (
+        generate(3, seed=6)
+        .select(list(CANONICAL_SCHEMA))
+        .with_columns(
+            submitted_at=pl.Series([t0, t0 + dt.timedelta(days=1), t0 + dt.timedelta(days=5)]),
+            device_id=pl.lit("shared-device"),
+        )
+    )
+    hour = 3_600_000_000
+    keys = entity_keys(frame, SECRET).with_columns(
+        fraud=pl.Series([1, 0, 0], dtype=pl.Int8), known_at=pl.col("ts").first() + 48 * hour
+    )
+    confirmed = offline_history(keys).get_column("device_confirmed_fraud").to_list()
+    # The first application's fraud became known two days after it: too late for the second
+    # application (day 1), in time for the third (day 5).
+    assert confirmed == [0.0, 0.0, 1.0]
