@@ -206,3 +206,21 @@ def test_a_label_in_disguise_is_reported(tmp_path):
     report = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert report["lender_attributes"] == ["case_status"]
     assert any("case_status" in w for w in report["data_warnings"])
+
+
+def test_history_command_loads_applications_and_outcomes_as_hashes(tmp_path):
+    import sqlite3
+
+    data = _synth(tmp_path, rows=3000)
+    env = {**os.environ, "FRAUDSCORE_DATA_DIR": str(tmp_path / "var")}
+    proc = run("history", "--data", str(data), "--outcome-delay-days", "10", env=env)
+    assert proc.returncode == 0, proc.stderr
+    db = sqlite3.connect(tmp_path / "var" / "history.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM applications").fetchone()[0] == 3000
+    frauds = pl.read_parquet(data).get_column("is_fraud").sum()
+    assert db.execute("SELECT SUM(fraud) FROM outcomes").fetchone()[0] == frauds
+    first = pl.read_parquet(data).row(0, named=True)
+    dumped = "\n".join(db.iterdump())
+    for clear in (first["phone"], first["email"], first["national_id"], first["last_name"]):
+        assert clear not in dumped  # only keyed hashes are stored
+    assert (tmp_path / "var" / "history.key").stat().st_mode & 0o777 == 0o600
