@@ -13,6 +13,14 @@ from tests.conftest import application
 DECISIONS = {pb.DECISION_APPROVE, pb.DECISION_REVIEW, pb.DECISION_DECLINE}
 
 
+async def refused(stub, app: pb.LoanApplication) -> str:
+    """Sends the application, expects INVALID_ARGUMENT and returns its details."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return info.value.details()
+
+
 async def test_consumer_application_is_scored(stub):
     app = application(attributes=None)
     app.attributes["bureau_score"].number = 710
@@ -112,26 +120,22 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("changes", "message"), BAD_REQUESTS, ids=[m.split(" ")[0] for _, m in BAD_REQUESTS])
 async def test_malformed_request_is_invalid_argument_naming_the_field(stub, changes, message):
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=application(**changes)), timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message in info.value.details()
+    details = await refused(stub, application(**changes))
+    assert message in details
 
 
 async def test_every_bad_field_is_named_at_once(stub):
     app = application(**{"loan.amount": -5, "loan.term_months": 0})
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    assert "loan.amount must be > 0" in info.value.details()
-    assert "loan.term_months must be >= 1" in info.value.details()
+    details = await refused(stub, app)
+    assert "loan.amount must be > 0" in details
+    assert "loan.term_months must be >= 1" in details
 
 
 async def test_error_details_do_not_echo_personal_data(stub):
     app = application(**{"applicant.address.country": "usa", "applicant.national_id": "x" * 50})
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    assert "xxxxxxxx" not in info.value.details()
-    assert "applicant.national_id must be at most 40 characters (got 50)" in info.value.details()
+    details = await refused(stub, app)
+    assert "xxxxxxxx" not in details
+    assert "applicant.national_id must be at most 40 characters (got 50)" in details
 
 
 async def test_lender_attribute_rules_apply_to_every_key(stub):
@@ -139,9 +143,7 @@ async def test_lender_attribute_rules_apply_to_every_key(stub):
     app.attributes["bad key!"].number = 1
     app.attributes["notes"].text = "x" * 1001
     app.attributes["unset"].SetInParent()
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    details = info.value.details()
+    details = await refused(stub, app)
     assert "key must be 1-64 characters of [A-Za-z0-9_]" in details
     assert "must be at most 1000 characters" in details
     assert "attributes['unset'] must set number, text or flag" in details
@@ -151,18 +153,15 @@ async def test_too_many_lender_attributes_is_invalid_argument(stub):
     app = application()
     for i in range(65):
         app.attributes[f"a{i}"].number = i
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    assert "attributes must have at most 64 entries (got 65)" in info.value.details()
+    details = await refused(stub, app)
+    assert "attributes must have at most 64 entries (got 65)" in details
 
 
 async def test_errors_of_every_stage_are_reported_together(stub):
     app = application(**{"loan.amount": -5})
     app.attributes["bureau_score"].text = "high"
     app.submitted_at.seconds = 10**13  # beyond year 9999: unreadable
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    details = info.value.details()
+    details = await refused(stub, app)
     assert "submitted_at is not a valid timestamp" in details
     assert "loan.amount must be > 0 (got -5)" in details
     assert "attributes['bureau_score'] must be a finite number" in details
@@ -171,19 +170,15 @@ async def test_errors_of_every_stage_are_reported_together(stub):
 async def test_unknown_enum_number_is_invalid_argument(stub):
     app = application()
     app.loan.purpose = 99  # proto3 enums are open: any number parses
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "loan.purpose must be one of" in info.value.details()
+    details = await refused(stub, app)
+    assert "loan.purpose must be one of" in details
 
 
 async def test_wrongly_typed_lender_attribute_is_invalid_argument(stub):
     app = application()
     app.attributes["bureau_score"].text = "high"
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Score(pb.ScoreRequest(application=app), timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "attributes['bureau_score'] must be a finite number" in info.value.details()
+    details = await refused(stub, app)
+    assert "attributes['bureau_score'] must be a finite number" in details
 
 
 async def test_bytes_that_are_not_a_message_are_invalid_argument(channel):
