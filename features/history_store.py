@@ -96,6 +96,7 @@ class SQLiteHistoryStore:
             )
             self._checkpointer.start()
         self._window_sql = {spec.name: self._aggregate_sql(spec.windows) for spec in KEYS}
+        self._windows = {spec.name: spec.windows for spec in KEYS}
 
     @staticmethod
     def _aggregate_sql(windows: Iterable[str]) -> str:
@@ -107,7 +108,7 @@ class SQLiteHistoryStore:
         )
 
     def _aggregate(self, kind: str, key: str, ts: int, first_seen: bool) -> KeyAggregate:
-        spec_windows = next(s.windows for s in KEYS if s.name == kind)
+        spec_windows = self._windows[kind]
         row = self._db.execute(self._window_sql[kind], {"t": ts, "kind": kind, "key": _blob(key)}).fetchone()
         n = len(spec_windows)
         first = None

@@ -26,10 +26,7 @@ def _progress(message: str) -> None:
     print(f"[fraudscore] {message}", file=sys.stderr, flush=True)
 
 
-def write_table(frame: object, path: Path) -> None:
-    import polars as pl
-
-    assert isinstance(frame, pl.DataFrame)
+def write_table(frame: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".parquet":
         frame.write_parquet(path)
@@ -70,6 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         decline_rate=args.decline_rate,
         synthetic=args.synthetic,
         history=not args.no_history,
+        outcome_delay_days=args.outcome_delay_days,
     )
     version, report = train(data, args.out, config, source=args.data, progress=_progress)
     print(format_report(report))
@@ -257,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="mark the bundle as trained on synthetic data")
     p.add_argument(
         "--no-history", action="store_true", help="train without history (velocity, link) features"
+    )
+    p.add_argument(
+        "--outcome-delay-days",
+        type=float,
+        default=30.0,
+        help="days after submission at which a label became known",
     )
 
     p = sub.add_parser("evaluate", help="score a labelled file with a bundle and print its metrics")

@@ -121,10 +121,7 @@ def train(
         progress("warning: history features need a timestamp on every application; training without them")
     if use_history:
         progress("computing history features as of each application (velocity, identity links)")
-        keys = with_outcomes(
-            entity_keys(data.canonical, os.urandom(32)), data.label, config.outcome_delay_days
-        )
-        history = offline_history(keys)
+        history = dataset_history(data, config.outcome_delay_days)
     feats = pipeline.features(data.canonical, history)
     leaks = suspicious_attributes(feats[cut["train"]], y_train=data.label[cut["train"]])
     for warning in leaks:
@@ -277,15 +274,23 @@ def fingerprint(data: Dataset, source: Path | None) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def dataset_history(data: Dataset, outcome_delay_days: float) -> pl.DataFrame:
+    """History features of every application of a labelled file, as of each one (the file's
+    earlier applications, and their labels once known). Hashed under a throw-away key: counts do
+    not depend on it, and nothing hashed here is kept."""
+    if data.canonical.get_column("submitted_at").null_count():
+        raise ValueError("history features need submitted_at on every application")
+    keys = entity_keys(data.canonical, os.urandom(32))
+    return offline_history(with_outcomes(keys, data.label, outcome_delay_days))
+
+
 def evaluate_bundle(model: ScoringModel, data: Dataset, batch_rows: int = 100_000) -> dict[str, Any]:
     """Scores a labelled dataset with a bundle and reports the same metrics as training."""
     # History is computed over the whole file first: each application sees the file's earlier ones.
     history = None
     if model.uses_history:
         delay = float(model.info.get("config", {}).get("outcome_delay_days", OUTCOME_DELAY_DAYS))
-        history = offline_history(
-            with_outcomes(entity_keys(data.canonical, os.urandom(32)), data.label, delay)
-        )
+        history = dataset_history(data, delay)
     probs = []
     for start in range(0, data.canonical.height, batch_rows):
         chunk = data.canonical.slice(start, batch_rows)
