@@ -234,6 +234,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outcome_delay_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--outcome-delay-days",
+        type=float,
+        default=30.0,
+        help="days after submission at which a label became known (files rarely say when)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudscore", description="Credit fraud-risk scoring service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,12 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-history", action="store_true", help="train without history (velocity, link) features"
     )
-    p.add_argument(
-        "--outcome-delay-days",
-        type=float,
-        default=30.0,
-        help="days after submission at which a label became known",
-    )
+    _outcome_delay_argument(p)
 
     p = sub.add_parser("evaluate", help="score a labelled file with a bundle and print its metrics")
     p.add_argument("--bundle", type=Path, required=True)
@@ -272,12 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="load labelled past applications into the history store")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--mapping", type=Path)
-    p.add_argument(
-        "--outcome-delay-days",
-        type=float,
-        default=30.0,
-        help="days after submission at which a label became known",
-    )
+    _outcome_delay_argument(p)
 
     p = sub.add_parser("serve", help="serve gRPC (trains a demo bundle first if none is given)")
     p.add_argument("--bundle", type=Path)
