@@ -1,0 +1,205 @@
+"""The sentence encoder at run time: ONNX Runtime, the provider that actually ran, a bounded cache.
+
+An encoder directory is what ``fraudscore encoder build`` writes (:mod:`features.text.export`):
+``encoder.json`` lists every file with its sha256, which is checked before anything loads.
+
+Providers are asked for in the order settings give (``tensorrt``, ``cuda``, ``cpu``); ONNX Runtime
+falls back silently when a GPU provider cannot load (no CUDA libraries, no device), so the provider
+reported is read back from the session after it is created, never assumed. The fp16 graph runs on
+a GPU provider; on the CPU the int8 graph runs (``variant="auto"``), or the one settings name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from features.text.export import VARIANTS, sha256_file
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+GPU_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider"})
+# Texts per ONNX Runtime call; texts are sorted by length first so little padding is computed.
+BATCH_TEXTS = 32
+
+Embeddings = npt.NDArray[np.float32]
+
+
+class EncoderError(RuntimeError):
+    """The encoder directory is unusable or the encoder failed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderInfo:
+    identity: str  # e.g. "all-MiniLM-L6-v2@sha256:33c5f263009cdbe5"
+    name: str
+    variant: str  # "fp32", "fp16" or "int8"
+    provider: str  # the ONNX Runtime provider that runs it, read back from the session
+    max_seq_length: int
+    hidden: int
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """``encoder.json`` after checking every file it lists against its sha256."""
+    directory = Path(directory)
+    path = directory / "encoder.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EncoderError(f"{directory} is not an encoder directory: encoder.json is missing") from None
+    except (OSError, ValueError) as exc:
+        raise EncoderError(f"{path} cannot be read ({exc})") from None
+    for name, expected in manifest.get("files", {}).items():
+        file = directory / name
+        if Path(name).name != name or not file.is_file():
+            raise EncoderError(f"encoder file {name} is missing from {directory}")
+        if sha256_file(file) != expected:
+            raise EncoderError(f"encoder file {name} does not match its sha256 in encoder.json")
+    return dict(manifest)
+
+
+def _session_options(threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # a failed GPU provider is reported below, not as a C++ log line
+    return options
+
+
+class TextEncoder:
+    """Normalised sentence embeddings for lists of texts; thread-safe."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        providers: Sequence[str] = ("cuda", "cpu"),
+        variant: str = "auto",
+        threads: int = 0,
+        cache_size: int = 20_000,
+        max_seq_length: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.directory = Path(directory)
+        manifest = read_manifest(self.directory)
+        unknown = [p for p in providers if p not in PROVIDERS]
+        if unknown or not providers:
+            raise EncoderError(f"text providers must be some of {sorted(PROVIDERS)} (got {list(providers)})")
+        if variant not in (*VARIANTS, "auto"):
+            raise EncoderError(f"encoder variant must be auto or one of {VARIANTS} (got {variant!r})")
+        wanted = [PROVIDERS[p] for p in providers]
+        available = set(ort.get_available_providers())
+        gpu_wanted = [p for p in wanted if p in GPU_PROVIDERS and p in available]
+        session = None
+        if gpu_wanted and variant in ("auto", "fp16", "fp32"):
+            chosen = "fp16" if variant == "auto" else variant
+            session = self._open(chosen, [*gpu_wanted, "CPUExecutionProvider"], threads)
+            if session.get_providers()[0] not in GPU_PROVIDERS:
+                log.warning(
+                    "text encoder: %s was asked for but could not start; running on the CPU",
+                    " and ".join(gpu_wanted),
+                )
+                session = None
+        if session is None:
+            if "CPUExecutionProvider" not in wanted:
+                raise EncoderError(f"no GPU provider could start and the CPU is not allowed ({list(providers)})")
+            chosen = "int8" if variant in ("auto", "fp16") else variant
+            session = self._open(chosen, ["CPUExecutionProvider"], threads)
+        self._session = session
+        length = max_seq_length or int(manifest["max_seq_length"])
+        self.info = EncoderInfo(
+            identity=str(manifest["identity"]),
+            name=str(manifest["name"]),
+            variant=chosen,
+            provider=session.get_providers()[0],
+            max_seq_length=length,
+            hidden=int(manifest["hidden"]),
+        )
+        tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        tokenizer.enable_truncation(max_length=length)
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        self._cache: OrderedDict[bytes, Embeddings] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.encoded = 0  # texts that went through the model (cache misses)
+
+    def _open(self, variant: str, providers: list[str], threads: int) -> Any:
+        import onnxruntime as ort
+
+        path = self.directory / f"model.{variant}.onnx"
+        try:
+            return ort.InferenceSession(str(path), _session_options(threads), providers=providers)
+        except Exception as exc:
+            raise EncoderError(f"ONNX Runtime cannot load {path.name} ({exc})") from None
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return [list(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+
+    def _run(self, texts: Sequence[str]) -> Embeddings:
+        ids = self.tokenize(texts)
+        out = np.empty((len(ids), self.info.hidden), dtype=np.float32)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        for start in range(0, len(order), BATCH_TEXTS):
+            chunk = order[start : start + BATCH_TEXTS]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            try:
+                (result,) = self._session.run(
+                    ["sentence_embedding"], {"input_ids": input_ids, "attention_mask": mask}
+                )
+            except Exception as exc:
+                raise EncoderError(f"the text encoder failed ({type(exc).__name__})") from exc
+            out[chunk] = result
+        return out
+
+    def encode(self, texts: Sequence[str]) -> Embeddings:
+        """One unit-length row per text (an empty text is encoded too: [CLS] [SEP])."""
+        keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]
+        out = np.empty((len(texts), self.info.hidden), dtype=np.float32)
+        missing: dict[bytes, list[int]] = {}
+        with self._lock:
+            for i, key in enumerate(keys):
+                hit = self._cache.get(key)
+                if hit is None:
+                    missing.setdefault(key, []).append(i)
+                else:
+                    self._cache.move_to_end(key)
+                    out[i] = hit
+        if missing:
+            first = [rows[0] for rows in missing.values()]
+            fresh = self._run([texts[i] for i in first])
+            with self._lock:
+                self.encoded += len(first)
+                for (key, rows), vector in zip(missing.items(), fresh, strict=True):
+                    out[rows] = vector
+                    if self._cache_size:
+                        self._cache[key] = vector
+                        if len(self._cache) > self._cache_size:
+                            self._cache.popitem(last=False)
+        return out
