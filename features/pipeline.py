@@ -20,6 +20,7 @@ from features.schema import ATTRIBUTE_PREFIX, CANONICAL_SCHEMA, FieldError, Vali
 from features.tabular import tabular_expressions
 
 Kind = Literal["numeric", "categorical"]
+TEXT_PREFIX = "nlp_"  # the names of text signals (features.text.signals.PREFIX)
 
 # Categories seen fewer times than this in training are folded into "unknown" (null): a rare value
 # learned from a handful of rows is noise, and an unseen value must not crash serving.
@@ -52,6 +53,7 @@ class FeatureSpec:
     attributes: tuple[AttributeDef, ...] = ()
     version: int = 1
     history: bool = False  # the model uses history features (features.history)
+    text: bool = False  # the model uses text signals (features.text; named nlp_*)
 
     @property
     def names(self) -> list[str]:
@@ -73,7 +75,13 @@ class FeatureSpec:
             attributes=tuple(AttributeDef(a["key"], a["kind"]) for a in data.get("attributes", ())),
             version=int(data.get("version", 1)),
             history=bool(data.get("history", False)),
+            text=bool(data.get("text", False)),
         )
+
+    def without_text(self) -> FeatureSpec:
+        """The spec of the fallback model: the same features less the text signals."""
+        kept = tuple(f for f in self.features if not f.name.startswith(TEXT_PREFIX))
+        return FeatureSpec(kept, self.attributes, self.version, self.history, text=False)
 
 
 def _kind_of(dtype: pl.DataType) -> Kind:
@@ -114,29 +122,45 @@ class FeaturePipeline:
         records = [[row.get(c) for c in cols] for row in rows]
         return pl.DataFrame(records, schema=schema, orient="row")
 
-    def features(self, canonical: pl.DataFrame, history: pl.DataFrame | None = None) -> pl.DataFrame:
+    def features(
+        self,
+        canonical: pl.DataFrame,
+        history: pl.DataFrame | None = None,
+        text: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
         """Named features of every application in the frame, in the frame's row order.
 
         `history` holds the history features of the same applications (`features.history`: offline
-        for training, from the store in serving); a spec that uses history requires it."""
+        for training, from the store in serving); a spec that uses history requires it. `text` holds
+        their text signals (`features.text.signals`); a spec that uses them requires it."""
         if self.spec is not None and self.spec.history and history is None:
             raise ValueError("this model uses history features: pass the history frame")
-        if history is not None and history.height != canonical.height:
-            raise ValueError(f"history has {history.height} rows for {canonical.height} applications")
+        if self.spec is not None and self.spec.text and text is None:
+            raise ValueError("this model uses text signals: pass the text frame")
+        for name, part in (("history", history), ("text", text)):
+            if part is not None and part.height != canonical.height:
+                raise ValueError(f"{name} has {part.height} rows for {canonical.height} applications")
         exprs = list(self._expressions)
         attrs = self.spec.attributes if self.spec else attribute_defs(canonical)
         for a in attrs:
             dtype = pl.Float64 if a.kind == "numeric" else pl.String
             col = pl.col(a.column) if a.column in canonical.columns else pl.lit(None)
             exprs.append(col.cast(dtype).alias(a.column))
-        own = canonical.select(exprs)
-        if history is None or (self.spec is not None and not self.spec.history):
-            return own
-        return pl.concat([own, history], how="horizontal")
+        parts = [canonical.select(exprs)]
+        if history is not None and (self.spec is None or self.spec.history):
+            parts.append(history)
+        if text is not None and (self.spec is None or self.spec.text):
+            parts.append(text)
+        return parts[0] if len(parts) == 1 else pl.concat(parts, how="horizontal")
 
     # -- the model matrix ------------------------------------------------------------------
     def fit_spec(
-        self, features: pl.DataFrame, attributes: Iterable[AttributeDef] = (), *, history: bool = False
+        self,
+        features: pl.DataFrame,
+        attributes: Iterable[AttributeDef] = (),
+        *,
+        history: bool = False,
+        text: bool = False,
     ) -> FeatureSpec:
         """Learns the spec from training features: kinds, and vocabularies of categoricals."""
         defs = []
@@ -154,7 +178,9 @@ class FeaturePipeline:
                 # Sorted so the code of a category does not depend on row order.
                 cats = tuple(sorted(counts.get_column(name).to_list()))
             defs.append(FeatureDef(name, kind, cats))
-        self.spec = FeatureSpec(features=tuple(defs), attributes=tuple(attributes), history=history)
+        self.spec = FeatureSpec(
+            features=tuple(defs), attributes=tuple(attributes), history=history, text=text
+        )
         return self.spec
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The `fraudscore` command line: synth, train, evaluate, serve, score, info.
+"""The `fraudscore` command line: synth, train, evaluate, history, encoder, serve, score, info.
 
 The commands and flags listed in the README are a stable interface for scripts; new flags may be
 added, none removed. Progress goes to stderr, results to stdout.
@@ -68,6 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         history=not args.no_history,
         outcome_delay_days=args.outcome_delay_days,
+        text=not args.no_text,
+        encoder_dir=None if args.no_text else (args.encoder or ensure_encoder(Settings())),
+        text_phrases=args.text_phrases,
     )
     version, report = train(data, args.out, config, source=args.data, progress=_progress)
     print(format_report(report))
@@ -82,9 +85,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = ScoringModel.load(args.bundle, threads=2)
     data = load_dataset(args.data, args.mapping)
-    report = evaluate_bundle(model, data)
+    encoder = (args.encoder or Settings().resolved_encoder_dir()) if model.uses_text else None
+    report = evaluate_bundle(model, data, encoder_dir=encoder)
     report["model_version"] = model.version
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def ensure_encoder(settings: Settings) -> Path:
+    """The text encoder directory: the configured one, or the default encoder built on first use."""
+    path = settings.resolved_encoder_dir()
+    if settings.encoder_dir is not None or (path / "encoder.json").exists():
+        return path
+    from features.text.export import build_encoder, default_source
+
+    _progress(f"building the default text encoder (all-MiniLM-L6-v2, ONNX) into {path}")
+    build_encoder(default_source(), path, name="all-MiniLM-L6-v2")
+    return path
+
+
+def cmd_encoder(args: argparse.Namespace) -> int:
+    if args.encoder_command == "build":
+        from features.text.export import build_encoder, default_source
+
+        started = time.perf_counter()
+        source = args.source or default_source()
+        name = args.name or ("all-MiniLM-L6-v2" if args.source is None else None)
+        result = build_encoder(source, args.out, name=name, max_seq_length=args.max_seq_length)
+        _progress(f"built {result.identity} into {result.out} in {time.perf_counter() - started:.1f} s")
+        print(json.dumps({"identity": result.identity, "files": result.files}, indent=2))
+        return 0
+    import numpy as np
+
+    from features.text.encoder import TextEncoder
+
+    encoder = TextEncoder(args.encoder, providers=args.providers.split(","), variant=args.variant)
+    lines = args.input.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":  # the newline that ends the last line does not start another
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]
+    started = time.perf_counter()
+    vectors = encoder.encode(lines) if lines else np.zeros((0, encoder.info.hidden), np.float32)
+    np.save(args.out, vectors)
+    info = encoder.info
+    _progress(
+        f"{len(lines):,} lines -> {args.out} ({info.identity}, {info.variant} on {info.provider}) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
@@ -111,7 +158,7 @@ def ensure_bundle(settings: Settings) -> Path:
     _, report = train(
         data,
         path,
-        TrainConfig(seed=settings.demo_seed, synthetic=True),
+        TrainConfig(seed=settings.demo_seed, synthetic=True, encoder_dir=ensure_encoder(settings)),
         source=data_file,
         progress=_progress,
     )
@@ -157,19 +204,25 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from features.history_store import SQLiteHistoryStore
+    from features.text.encoder import EncoderError
     from scoring import logs
     from scoring.errors import BundleError
     from scoring.grpc_server import serve_forever
     from scoring.model import ScoringModel
     from scoring.service import ScoringService
+    from scoring.text import TextRuntime
 
     logs.configure(settings.log_level)
     bundle = ensure_bundle(settings)
+    text = None
     try:
         model = ScoringModel.load(
             bundle, threads=settings.model_threads, expected_version=settings.bundle_version
         )
-    except BundleError as exc:
+        if model.uses_text:
+            ensure_encoder(settings)
+            text = TextRuntime(model, settings)
+    except (BundleError, EncoderError) as exc:
         print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
         return 3
 
@@ -182,11 +235,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     store = SQLiteHistoryStore(settings.resolved_history_path())
     try:
         service = ScoringService(
-            model, settings, history=store, history_secret=settings.resolved_history_secret()
+            model, settings, history=store, history_secret=settings.resolved_history_secret(), text=text
         )
         asyncio.run(serve_forever(service, settings, ready))
     finally:
         store.close()
+        if text is not None:
+            text.close()
     return 0
 
 
@@ -266,12 +321,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-history", action="store_true", help="train without history (velocity, link) features"
     )
     _outcome_delay_argument(p)
+    p.add_argument("--no-text", action="store_true", help="train without text signals (no encoder)")
+    p.add_argument("--encoder", type=Path, help="encoder directory (default: the built-in encoder)")
+    p.add_argument("--text-phrases", type=Path, help="TOML of risk phrases and category prototypes")
 
     p = sub.add_parser("evaluate", help="score a labelled file with a bundle and print its metrics")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--mapping", type=Path)
+    p.add_argument("--encoder", type=Path, help="encoder directory, for a model with text signals")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("encoder", help="build or run the ONNX text encoder")
+    enc = p.add_subparsers(dest="encoder_command", required=True)
+    b = enc.add_parser("build", help="turn a BERT-family checkpoint into ONNX graphs (fp32, fp16, int8)")
+    b.add_argument("--source", type=Path, help="checkpoint directory (default: packaged all-MiniLM-L6-v2)")
+    b.add_argument("--out", type=Path, required=True, help="encoder directory to write")
+    b.add_argument("--name", help="encoder name (default: the source directory's name)")
+    b.add_argument("--max-seq-length", type=int, help="truncation length (default: the model's own)")
+    e = enc.add_parser("embed", help="normalised embeddings of each line of a UTF-8 file, as .npy")
+    e.add_argument("--encoder", type=Path, required=True)
+    e.add_argument("--in", dest="input", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--variant", choices=("auto", "fp32", "fp16", "int8"), default="fp32")
+    e.add_argument("--providers", default="cpu", help="comma-separated: tensorrt,cuda,cpu")
 
     p = sub.add_parser("history", help="load labelled past applications into the history store")
     p.add_argument("--data", type=Path, required=True)
@@ -302,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     settings = Settings(**overrides)
     from features.history_store import HistoryStoreError
+    from features.text.encoder import EncoderError
+    from features.text.export import EncoderBuildError
     from scoring.dataset import DatasetError
     from scoring.errors import FraudscoreError
 
@@ -316,9 +391,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "evaluate": cmd_evaluate,
             "score": cmd_score,
             "info": cmd_info,
+            "encoder": cmd_encoder,
         }
         return handler[args.command](args)
-    except (DatasetError, FraudscoreError, HistoryStoreError, ValueError) as exc:
+    except (
+        DatasetError,
+        FraudscoreError,
+        HistoryStoreError,
+        EncoderError,
+        EncoderBuildError,
+        ValueError,
+    ) as exc:
         print(f"fraudscore: {exc}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,9 @@
 """A loaded, verified model bundle that scores frames of canonical applications: features, LightGBM
-log-odds, calibrated probability, score and decision. Loaded once at start-up."""
+log-odds, calibrated probability, score and decision. Loaded once at start-up.
+
+A bundle whose model uses text signals also carries a fallback model trained without them (its own
+calibration and thresholds): when the text encoder fails or the deadline leaves no time for it, the
+fallback scores and the answer says it was degraded."""
 
 from __future__ import annotations
 
@@ -12,12 +16,50 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from features.pipeline import FeaturePipeline, FeatureSpec
+from features.pipeline import TEXT_PREFIX, FeaturePipeline, FeatureSpec
 from features.schema import PRODUCTS
+from features.text.signals import TextSpec
 from scoring.bundle import VerifiedBundle, read_bundle
 from scoring.calibration import Calibrator
 from scoring.errors import BundleError
 from scoring.policy import Decision, Policy, to_score
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """One LightGBM model with its features, calibration and thresholds."""
+
+    spec: FeatureSpec
+    booster: lgb.Booster
+    calibrator: Calibrator
+    policy: Policy
+    pipeline: FeaturePipeline
+
+
+def _head(bundle: VerifiedBundle, suffix: str, spec: FeatureSpec) -> Head:
+    model, calibration, thresholds = (f"{stem}{suffix}" for stem in ("model", "calibration", "thresholds"))
+    try:
+        head = Head(
+            spec=spec,
+            booster=lgb.Booster(model_str=bundle.files[f"{model}.txt"].decode()),
+            calibrator=Calibrator.from_json(bundle.json(f"{calibration}.json")),
+            policy=Policy.from_json(bundle.json(f"{thresholds}.json")),  # checks 0 <= review <= decline <= 1
+            pipeline=FeaturePipeline(spec),
+        )
+    except (KeyError, ValueError, TypeError, lgb.basic.LightGBMError) as exc:
+        raise BundleError(f"bundle {bundle.directory} is unreadable: {exc}") from exc
+    try:
+        head.calibrator.check()
+    except ValueError as exc:
+        raise BundleError(f"bundle {bundle.directory}: {calibration}.json: {exc}") from exc
+    missing = [p for p in PRODUCTS if p not in head.policy.by_product]
+    if missing:
+        raise BundleError(
+            f"bundle {bundle.directory}: {thresholds}.json has no thresholds for {', '.join(missing)}"
+        )
+    if head.booster.feature_name() != spec.names:
+        raise BundleError(f"bundle {bundle.directory}: {model}.txt features differ from its feature spec")
+    return head
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,28 +77,22 @@ class ScoringModel:
         self.bundle = bundle
         self.version = bundle.version
         try:
-            self.spec = FeatureSpec.from_json(bundle.json("feature_spec.json"))
-            self.calibrator = Calibrator.from_json(bundle.json("calibration.json"))
-            self.policy = Policy.from_json(
-                bundle.json("thresholds.json")
-            )  # checks 0 <= review <= decline <= 1
+            spec = FeatureSpec.from_json(bundle.json("feature_spec.json"))
             self.metrics: dict[str, Any] = bundle.json("metrics.json")
             self.info: dict[str, Any] = bundle.json("bundle.json")
-            self.booster = lgb.Booster(model_str=bundle.files["model.txt"].decode())
-        except (KeyError, ValueError, TypeError, lgb.basic.LightGBMError) as exc:
+            self.text_spec = TextSpec.from_json(bundle.json("text.json")) if spec.text else None
+        except (KeyError, ValueError, TypeError) as exc:
             raise BundleError(f"bundle {bundle.directory} is unreadable: {exc}") from exc
-        try:
-            self.calibrator.check()
-        except ValueError as exc:
-            raise BundleError(f"bundle {bundle.directory}: calibration.json: {exc}") from exc
-        missing = [p for p in PRODUCTS if p not in self.policy.by_product]
-        if missing:
+        self.primary = _head(bundle, "", spec)
+        self.fallback = _head(bundle, "_fallback", spec.without_text()) if spec.text else None
+        if self.text_spec is not None and self.text_spec.names != [
+            n for n in spec.names if n.startswith(TEXT_PREFIX)
+        ]:
             raise BundleError(
-                f"bundle {bundle.directory}: thresholds.json has no thresholds for {', '.join(missing)}"
+                f"bundle {bundle.directory}: text.json and feature_spec.json list different signals"
             )
-        if self.booster.feature_name() != self.spec.names:
-            raise BundleError(f"bundle {bundle.directory}: model.txt features differ from feature_spec.json")
-        self.pipeline = FeaturePipeline(self.spec)
+        self.spec, self.calibrator, self.policy = spec, self.primary.calibrator, self.primary.policy
+        self.booster, self.pipeline = self.primary.booster, self.primary.pipeline
         self.threads = threads
 
     @classmethod
@@ -67,14 +103,41 @@ class ScoringModel:
     def uses_history(self) -> bool:
         return self.spec.history
 
-    def raw_scores(self, canonical: pl.DataFrame, history: pl.DataFrame | None = None) -> NDArray[np.float64]:
-        matrix = self.pipeline.matrix(self.pipeline.features(canonical, history))
-        raw = self.booster.predict(matrix, raw_score=True, num_threads=self.threads)
+    @property
+    def uses_text(self) -> bool:
+        return self.spec.text
+
+    def head_for(self, text: pl.DataFrame | None) -> Head:
+        """The primary model, or the fallback when a text model's signals are missing."""
+        if self.fallback is not None and text is None:
+            return self.fallback
+        return self.primary
+
+    def raw_scores(
+        self, canonical: pl.DataFrame, history: pl.DataFrame | None = None, text: pl.DataFrame | None = None
+    ) -> NDArray[np.float64]:
+        head = self.head_for(text)
+        matrix = head.pipeline.matrix(head.pipeline.features(canonical, history, text))
+        raw = head.booster.predict(matrix, raw_score=True, num_threads=self.threads)
         return np.asarray(raw, dtype=np.float64)
 
-    def score_frame(self, canonical: pl.DataFrame, history: pl.DataFrame | None = None) -> BatchScores:
-        raw = self.raw_scores(canonical, history)
-        prob = self.calibrator(raw)
+    def score_frame(
+        self, canonical: pl.DataFrame, history: pl.DataFrame | None = None, text: pl.DataFrame | None = None
+    ) -> BatchScores:
+        """Scores with the primary model; with the fallback when this model uses text and `text` is None."""
+        head = self.head_for(text)
+        raw = self.raw_scores(canonical, history, text)
+        prob = head.calibrator(raw)
         products = canonical.get_column("product").to_list()
-        decisions = [self.policy.decide(float(p), str(k)) for p, k in zip(prob, products, strict=True)]
+        decisions = [head.policy.decide(float(p), str(k)) for p, k in zip(prob, products, strict=True)]
         return BatchScores(raw=raw, probability=prob, score=to_score(prob), decisions=decisions)
+
+
+def check_encoder(model: ScoringModel, identity: str) -> None:
+    """Refuses an encoder other than the one the model was trained with: its signals would be
+    numbers the model never saw."""
+    if model.text_spec is not None and model.text_spec.encoder != identity:
+        raise BundleError(
+            f"bundle {model.bundle.directory} was trained with text encoder {model.text_spec.encoder}; "
+            f"the encoder given is {identity}"
+        )

@@ -20,6 +20,8 @@ class ScoreResult:
     latency_ms: float
     degraded: bool = False
     degraded_reason: str = ""
+    text_encoder: str = ""  # encoder identity; empty when the model uses no text
+    text_provider: str = ""  # the ONNX Runtime provider that ran it
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +35,5 @@ class ModelDescription:
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     calibration: str = ""
     synthetic_training_data: bool = False
+    text_encoder: str = ""
+    text_provider: str = ""

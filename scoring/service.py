@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from features.history import entity_key_rows, history_frame
 from features.history_store import HistoryStore
 from features.schema import ATTRIBUTE_PREFIX, FieldError, ValidationError, validate_row
@@ -34,6 +36,7 @@ from scoring.errors import (
 from scoring.model import ScoringModel
 from scoring.results import ModelDescription, ScoreResult
 from scoring.settings import Settings
+from scoring.text import TextRuntime
 
 log = logging.getLogger("fraudscore.service")
 
@@ -54,10 +57,16 @@ class ScoringService:
         *,
         history: HistoryStore | None = None,
         history_secret: bytes = b"",
+        text: TextRuntime | None = None,
     ) -> None:
         if model.uses_history and (history is None or not history_secret):
             raise ValueError("this model uses history features: give the service a history store and its key")
+        if model.uses_text and (text is None or not history_secret):
+            raise ValueError(
+                "this model uses text signals: give the service its text encoder and the history key"
+            )
         self.model = model
+        self.text = text
         self.settings = settings
         self.history = history
         self._secret = history_secret
@@ -151,6 +160,8 @@ class ScoringService:
             metrics=m.metrics.get("products", {}),
             calibration=m.calibrator.method,
             synthetic_training_data=bool(m.info.get("synthetic_training_data", False)),
+            text_encoder=self.text.info.identity if self.text else "",
+            text_provider=self.text.info.provider if self.text else "",
         )
 
     # -- the batcher -------------------------------------------------------------------------
@@ -230,29 +241,77 @@ class ScoringService:
         from scoring.synth import generate
 
         frame = self.model.pipeline.frame_from_rows(generate(1, seed=0).to_dicts())
-        history = None
-        if self.history is not None:
-            keys = entity_key_rows(frame, self._secret)
+        history, keys = None, entity_key_rows(frame, self._secret) if self._secret else None
+        if self.history is not None and keys is not None:
             history = history_frame(self.history.lookup_and_record(keys, record=False))
-        self.model.score_frame(frame, history)
+        text = None
+        if self.text is not None and keys is not None:
+            text = self.text.signals(frame, [k["identity"] for k in keys], record=False)
+            self.model.score_frame(frame, history, None)  # the fallback model, too
+        self.model.score_frame(frame, history, text)
+
+    def _text_signals(
+        self, batch: list[_Pending], frame: pl.DataFrame, keys: list[dict[str, Any]] | None
+    ) -> tuple[pl.DataFrame | None, list[int], dict[int, str]]:
+        """Text signals for the applications whose deadline leaves time for the encoder; the others,
+        or all when the encoder fails, get a reason to be scored by the fallback model."""
+        if self.text is None or keys is None:
+            return None, list(range(len(batch))), {}
+        now = time.perf_counter()
+        need = self.text.expected_seconds(len(batch)) + self.settings.text_margin_ms / 1000.0
+        rich = [i for i, p in enumerate(batch) if p.deadline is None or p.deadline - now >= need]
+        reasons = {
+            i: f"deadline: {max(0.0, (batch[i].deadline or now) - now) * 1000:.0f} ms left, "
+            f"the text encoder needs about {need * 1000:.0f} ms"
+            for i in range(len(batch))
+            if i not in set(rich)
+        }
+        if not rich:
+            return None, [], reasons
+        try:
+            text = self.text.signals(frame[rich], [keys[i]["identity"] for i in rich])
+        except Exception as exc:  # the encoder's failure must not become the caller's error
+            log.error("text encoder failed; scoring without text", extra={"error": type(exc).__name__})
+            reasons.update(dict.fromkeys(rich, f"text encoder failed ({type(exc).__name__})"))
+            return None, [], reasons
+        return text, rich, reasons
 
     def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult]:
         frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
+        keys = entity_key_rows(frame, self._secret) if self._secret else None
         history = None
-        if self.history is not None:
-            keys = entity_key_rows(frame, self._secret)
+        if self.history is not None and keys is not None:
             history = history_frame(self.history.lookup_and_record(keys))
-        scores = self.model.score_frame(frame, history)
-        done = time.perf_counter()
-        return [
-            ScoreResult(
-                application_id=p.row["application_id"],
-                product=p.row["product"],
-                probability=float(scores.probability[i]),
-                score=int(scores.score[i]),
-                decision=scores.decisions[i],
-                model_version=self.model.version,
-                latency_ms=round((done - p.received) * 1000.0, 3),
+        text, rich, reasons = self._text_signals(batch, frame, keys)
+        # Rows with text signals go to the primary model, the rest (if the model uses text) to the fallback.
+        groups = [(rich, text)] if self.text is not None else [(list(range(len(batch))), None)]
+        if self.text is not None and reasons:
+            groups.append((sorted(reasons), None))
+        results: list[ScoreResult | None] = [None] * len(batch)
+        info = self.text.info if self.text is not None else None
+        for rows, text_part in groups:
+            if not rows:
+                continue
+            whole = len(rows) == len(batch)
+            scores = self.model.score_frame(
+                frame if whole else frame[rows],
+                None if history is None else history if whole else history[rows],
+                text_part,
             )
-            for i, p in enumerate(batch)
-        ]
+            done = time.perf_counter()
+            for j, i in enumerate(rows):
+                p = batch[i]
+                results[i] = ScoreResult(
+                    application_id=p.row["application_id"],
+                    product=p.row["product"],
+                    probability=float(scores.probability[j]),
+                    score=int(scores.score[j]),
+                    decision=scores.decisions[j],
+                    model_version=self.model.version,
+                    latency_ms=round((done - p.received) * 1000.0, 3),
+                    degraded=i in reasons,
+                    degraded_reason=reasons.get(i, ""),
+                    text_encoder=info.identity if info else "",
+                    text_provider=info.provider if info and i not in reasons else "",
+                )
+        return [r for r in results if r is not None]

@@ -10,6 +10,12 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Provider = Literal["tensorrt", "cuda", "cpu"]
+
+
+def _default_providers() -> list[Provider]:
+    return ["cuda", "cpu"]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAUDSCORE_", env_file=".env", extra="ignore")
@@ -38,6 +44,26 @@ class Settings(BaseSettings):
     Unset: a random key is made on first start and kept in `data_dir/history.key` (mode 0600).
     Replicas sharing a history store must share the key."""
 
+    encoder_dir: Path | None = None
+    """Text encoder directory (`fraudscore encoder build`). Default: `data_dir/encoder`, built from
+    the packaged all-MiniLM-L6-v2 on first start when missing."""
+    text_providers: list[Provider] = Field(default_factory=_default_providers)
+    """ONNX Runtime providers for the text encoder, in order of preference. The one that actually
+    started is reported (GetModelInfo, every response): a GPU provider that cannot load (no CUDA 13 /
+    cuDNN 9 libraries, no device) leaves the CPU."""
+    text_variant: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+    """Encoder graph: auto is fp16 on a GPU provider, int8 on the CPU."""
+    text_threads: int = Field(default=0, ge=0, le=64)
+    """ONNX Runtime threads for the encoder on the CPU; 0 lets ONNX Runtime choose (all cores)."""
+    text_cache_size: int = Field(default=20_000, ge=0)
+    """Embeddings kept by text hash, so a text seen again (templates, retries) is not encoded again."""
+    text_index_path: Path | None = None
+    """SQLite file of the near-duplicate text index (recent texts' vectors, hashed identities).
+    Default: `data_dir/text-index.sqlite`."""
+    text_margin_ms: float = Field(default=5.0, ge=0.0)
+    """A request whose remaining deadline is under the encoder's recent time plus this margin is
+    scored by the fallback model without text (degraded), not left to miss its deadline."""
+
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     """Most applications scored together in one micro-batch."""
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
@@ -59,6 +85,14 @@ class Settings(BaseSettings):
 
     def resolved_bundle(self) -> Path:
         return self.bundle if self.bundle is not None else self.data_dir / "demo-bundle"
+
+    def resolved_encoder_dir(self) -> Path:
+        return self.encoder_dir if self.encoder_dir is not None else self.data_dir / "encoder"
+
+    def resolved_text_index_path(self) -> Path:
+        return (
+            self.text_index_path if self.text_index_path is not None else self.data_dir / "text-index.sqlite"
+        )
 
     def resolved_history_path(self) -> Path:
         return self.history_path if self.history_path is not None else self.data_dir / "history.sqlite"

@@ -23,13 +23,15 @@ import polars as pl
 from numpy.typing import NDArray
 
 from features.history import entity_keys, offline_history, with_outcomes
-from features.pipeline import FeaturePipeline, attribute_defs
+from features.pipeline import FeaturePipeline, FeatureSpec, attribute_defs
 from features.schema import ATTRIBUTE_PREFIX, PRODUCTS
+from features.text.encoder import TextEncoder
+from features.text.signals import DEFAULT_PHRASES, TextFeaturizer, TextSpec
 from scoring.bundle import sha256_file, write_bundle
 from scoring.calibration import Calibrator, Method
 from scoring.dataset import Dataset
 from scoring.metrics import evaluate, roc_auc
-from scoring.model import ScoringModel
+from scoring.model import ScoringModel, check_encoder
 from scoring.policy import Policy
 
 Progress = Callable[[str], None]
@@ -57,6 +59,14 @@ class TrainConfig:
     outcome_delay_days: float = 30.0
     """Days after submission at which a training label counts as known (for the earlier-confirmed-
     fraud features): an application sees only the outcomes of earlier ones known before it."""
+    text: bool = True
+    """Use text signals from the sentence encoder (and train the fallback model without them)."""
+    encoder_dir: Path | None = None
+    """The encoder directory (`fraudscore encoder build`); required when `text` is on."""
+    text_phrases: Path | None = None
+    """Risk phrases and category prototypes (TOML); default: features/text/phrases.toml."""
+    text_variant: str = "auto"
+    """Encoder variant for training features: auto is int8 on the CPU (as serving on a CPU runs)."""
 
 
 def _slices(n: int) -> dict[str, slice]:
@@ -122,13 +132,90 @@ def train(
     if use_history:
         progress("computing history features as of each application (velocity, identity links)")
         history = dataset_history(data, config.outcome_delay_days)
-    feats = pipeline.features(data.canonical, history)
+    text_frame, text_spec = None, None
+    if config.text:
+        text_frame, text_spec = dataset_text(data, config, cut["train"], progress)
+    feats = pipeline.features(data.canonical, history, text_frame)
     leaks = suspicious_attributes(feats[cut["train"]], y_train=data.label[cut["train"]])
     for warning in leaks:
         progress(f"warning: {warning}")
-    spec = pipeline.fit_spec(feats[cut["train"]], attribute_defs(data.canonical), history=use_history)
+    spec = pipeline.fit_spec(
+        feats[cut["train"]], attribute_defs(data.canonical), history=use_history, text=text_spec is not None
+    )
     x = pipeline.matrix(feats)
     y = data.label.astype(np.float64)
+    product = data.canonical.get_column("product").to_numpy()
+    heads = {"": _fit_head(x, y, spec, product=product, cut=cut, config=config, progress=progress)}
+    if text_spec is not None:
+        progress("training the fallback model without text signals (degraded mode)")
+        fallback = spec.without_text()
+        keep = [spec.names.index(name) for name in fallback.names]
+        heads["_fallback"] = _fit_head(
+            x[:, keep], y, fallback, product=product, cut=cut, config=config, progress=progress
+        )
+    _, booster, _, _, prob = heads[""]
+    test = cut["test"]
+    typology = data.typology[test] if data.typology is not None else None
+    report = metrics_report(data.label[test], prob[test], product[test], typology)
+    times = data.canonical.get_column("submitted_at")
+    report["split"] = {
+        "by": "time" if data.time_ordered else "row order (the data has no timestamp)",
+        **{
+            name: {
+                "rows": s.stop - s.start,
+                "from": str(times[s.start]) if data.time_ordered else None,
+                "to": str(times[s.stop - 1]) if data.time_ordered else None,
+            }
+            for name, s in cut.items()
+        },
+    }
+    if "_fallback" in heads:
+        fallback_prob = heads["_fallback"][4]
+        report["without_text"] = metrics_report(
+            data.label[test], fallback_prob[test], product[test], typology
+        )
+    report["data_warnings"] = list(data.warnings) + leaks
+    report["lender_attributes"] = [a.key for a in spec.attributes]
+    report["best_iteration"] = booster.best_iteration
+    report["train_seconds"] = round(time.perf_counter() - started, 1)
+    info = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "training_data_fingerprint": fingerprint(data, source),
+        "synthetic_training_data": config.synthetic,
+        "lightgbm_version": lgb.__version__,
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+    }
+    files = {
+        "feature_spec.json": _json(spec.to_json()),
+        "metrics.json": _json(report),
+        "bundle.json": _json(info),
+    }
+    for suffix, (head_txt, _, head_calibrator, head_policy, _) in heads.items():
+        files[f"model{suffix}.txt"] = head_txt
+        files[f"calibration{suffix}.json"] = _json(head_calibrator.to_json())
+        files[f"thresholds{suffix}.json"] = _json(head_policy.to_json())
+    if text_spec is not None:
+        files["text.json"] = _json(text_spec.to_json())
+    version = write_bundle(out, files)
+    progress(f"wrote bundle {version} to {out} in {report['train_seconds']} s")
+    return version, report
+
+
+HeadFit = tuple[bytes, lgb.Booster, Calibrator, Policy, NDArray[np.float64]]
+
+
+def _fit_head(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    spec: FeatureSpec,
+    *,
+    product: NDArray[Any],
+    cut: dict[str, slice],
+    config: TrainConfig,
+    progress: Progress,
+) -> HeadFit:
+    """One LightGBM model with early stopping, its calibration and per-product thresholds;
+    returns (model text, booster, calibrator, policy, calibrated probability of every row)."""
     params = {
         "objective": "binary",
         "learning_rate": config.learning_rate,
@@ -188,7 +275,6 @@ def train(
     calib = cut["calibration"]
     calibrator = Calibrator.fit(raw[calib], y[calib], config.calibration)
     prob = calibrator(raw)
-    product = data.canonical.get_column("product").to_numpy()
     policy = Policy.from_rates(
         prob[calib],
         product[calib],
@@ -196,43 +282,7 @@ def train(
         review_rate=config.review_rate,
         decline_rate=config.decline_rate,
     )
-    test = cut["test"]
-    typology = data.typology[test] if data.typology is not None else None
-    report = metrics_report(data.label[test], prob[test], product[test], typology)
-    times = data.canonical.get_column("submitted_at")
-    report["split"] = {
-        "by": "time" if data.time_ordered else "row order (the data has no timestamp)",
-        **{
-            name: {
-                "rows": s.stop - s.start,
-                "from": str(times[s.start]) if data.time_ordered else None,
-                "to": str(times[s.stop - 1]) if data.time_ordered else None,
-            }
-            for name, s in cut.items()
-        },
-    }
-    report["data_warnings"] = list(data.warnings) + leaks
-    report["lender_attributes"] = [a.key for a in spec.attributes]
-    report["best_iteration"] = booster.best_iteration
-    report["train_seconds"] = round(time.perf_counter() - started, 1)
-    info = {
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "training_data_fingerprint": fingerprint(data, source),
-        "synthetic_training_data": config.synthetic,
-        "lightgbm_version": lgb.__version__,
-        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-    }
-    files = {
-        "model.txt": model_txt,
-        "calibration.json": _json(calibrator.to_json()),
-        "feature_spec.json": _json(spec.to_json()),
-        "thresholds.json": _json(policy.to_json()),
-        "metrics.json": _json(report),
-        "bundle.json": _json(info),
-    }
-    version = write_bundle(out, files)
-    progress(f"wrote bundle {version} to {out} in {report['train_seconds']} s")
-    return version, report
+    return model_txt, booster, calibrator, policy, prob
 
 
 def suspicious_attributes(
@@ -284,18 +334,57 @@ def dataset_history(data: Dataset, outcome_delay_days: float) -> pl.DataFrame:
     return offline_history(with_outcomes(keys, data.label, outcome_delay_days))
 
 
-def evaluate_bundle(model: ScoringModel, data: Dataset, batch_rows: int = 100_000) -> dict[str, Any]:
+def dataset_text(
+    data: Dataset, config: TrainConfig, train_rows: slice, progress: Progress
+) -> tuple[pl.DataFrame, TextSpec]:
+    """Text signals of every application of a labelled file (near duplicates as of each one), with
+    principal components fitted on the training slice."""
+    if config.encoder_dir is None:
+        raise ValueError(
+            "text signals need an encoder directory (fraudscore encoder build), or train --no-text"
+        )
+    if data.canonical.get_column("submitted_at").null_count():
+        raise ValueError(
+            "text signals need submitted_at on every application (near duplicates are as of time)"
+        )
+    encoder = TextEncoder(config.encoder_dir, providers=("cpu",), variant=config.text_variant, cache_size=0)
+    spec = TextSpec.from_phrases(config.text_phrases or DEFAULT_PHRASES, encoder.info.identity)
+    featurizer = TextFeaturizer(spec, encoder)
+    started = time.perf_counter()
+    progress(
+        f"encoding free text with {encoder.info.identity} ({encoder.info.variant}, {encoder.info.provider})"
+    )
+    embedded = featurizer.embed(data.canonical)
+    progress(f"  {encoder.encoded:,} distinct texts encoded in {time.perf_counter() - started:.0f} s")
+    featurizer = featurizer.with_pca(embedded, train_rows, seed=config.seed)
+    identity = entity_keys(data.canonical, os.urandom(32)).get_column("identity").to_list()
+    return featurizer.offline(data.canonical, identity, embedded), featurizer.spec
+
+
+def evaluate_bundle(
+    model: ScoringModel, data: Dataset, *, encoder_dir: Path | None = None, batch_rows: int = 100_000
+) -> dict[str, Any]:
     """Scores a labelled dataset with a bundle and reports the same metrics as training."""
     # History is computed over the whole file first: each application sees the file's earlier ones.
     history = None
     if model.uses_history:
         delay = float(model.info.get("config", {}).get("outcome_delay_days", OUTCOME_DELAY_DAYS))
         history = dataset_history(data, delay)
+    text = None
+    if model.text_spec is not None:
+        if encoder_dir is None:
+            raise ValueError("this model uses text signals: give the encoder directory")
+        encoder = TextEncoder(encoder_dir, providers=("cpu",), cache_size=0)
+        check_encoder(model, encoder.info.identity)
+        identity = entity_keys(data.canonical, os.urandom(32)).get_column("identity").to_list()
+        text = TextFeaturizer(model.text_spec, encoder).offline(data.canonical, identity)
     probs = []
     for start in range(0, data.canonical.height, batch_rows):
         chunk = data.canonical.slice(start, batch_rows)
         part = None if history is None else history.slice(start, batch_rows)
-        probs.append(model.calibrator(model.raw_scores(chunk, part)))
+        text_part = None if text is None else text.slice(start, batch_rows)
+        head = model.head_for(text_part)
+        probs.append(head.calibrator(model.raw_scores(chunk, part, text_part)))
     prob = np.concatenate(probs) if probs else np.zeros(0)
     product = data.canonical.get_column("product").to_numpy()
     return metrics_report(data.label, prob, product, data.typology)
@@ -326,4 +415,28 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", "| true typology | rows | recall at overall 5% FPR |", "|---|---|---|"]
         for name, t in report["typologies"].items():
             lines.append(f"| {name} | {t['rows']:,} | {t['recall_at_5pct_fpr']:.3f} |")
+    if "without_text" in report:
+        lines += ["", format_ablation(report)]
+    return "\n".join(lines)
+
+
+def format_ablation(report: dict[str, Any]) -> str:
+    """The model with text signals against the fallback model without them, on the same test rows."""
+    other = report["without_text"]
+    lines = [
+        "| slice (test set) | ROC-AUC with text | without | recall at 5% FPR with text | without |",
+        "|---|---|---|---|---|",
+    ]
+    for name in [*report["products"], "overall"]:
+        a = report["overall"] if name == "overall" else report["products"][name]
+        b = other["overall"] if name == "overall" else other["products"][name]
+        lines.append(
+            f"| {name} | {a['roc_auc']:.3f} | {b['roc_auc']:.3f} | "
+            f"{a['recall_at_5pct_fpr']:.3f} | {b['recall_at_5pct_fpr']:.3f} |"
+        )
+    if "typologies" in report:
+        lines += ["", "| true typology | recall at 5% FPR with text | without |", "|---|---|---|"]
+        for name, t in report["typologies"].items():
+            b = other["typologies"].get(name, {}).get("recall_at_5pct_fpr", float("nan"))
+            lines.append(f"| {name} | {t['recall_at_5pct_fpr']:.3f} | {b:.3f} |")
     return "\n".join(lines)

@@ -89,6 +89,7 @@ def result_to_pb(result: ScoreResult) -> pb.ScoreResponse:
         product=_PRODUCT_TO_PB.get(result.product, pb.PRODUCT_UNSPECIFIED),
         degraded=result.degraded,
         degraded_reason=result.degraded_reason,
+        text_model=pb.TextModelInfo(encoder=result.text_encoder, execution_provider=result.text_provider),
     )
 
 
@@ -100,6 +101,7 @@ def model_info_to_pb(info: ModelDescription) -> pb.ModelInfo:
         lender_attributes=list(info.lender_attributes),
         calibration=info.calibration,
         synthetic_training_data=info.synthetic_training_data,
+        text_model=pb.TextModelInfo(encoder=info.text_encoder, execution_provider=info.text_provider),
     )
     for name, kind in info.features:
         msg.features.add(name=name, kind=kind)

@@ -1,5 +1,6 @@
-"""Shared fixtures: a small bundle trained once per session through a lender-style mapping file, and
-a real gRPC server on a free port with an async stub."""
+"""Shared fixtures: the default text encoder built once per session, a small bundle trained once per
+session through a lender-style mapping file (with text signals and the fallback model), and a real
+gRPC server on a free port with an async stub."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 from google.protobuf import json_format
 
 from features.history_store import SQLiteHistoryStore
+from features.text.export import build_encoder, default_source
 from scoring.dataset import load_dataset
 from scoring.grpc_server import Server
 from scoring.model import ScoringModel
 from scoring.service import ScoringService
 from scoring.settings import Settings
 from scoring.synth import generate
+from scoring.text import TextRuntime
 from scoring.train import TrainConfig, train
 from scoring.v1 import scoring_pb2 as pb
 from scoring.v1 import scoring_pb2_grpc as pb_grpc
@@ -77,24 +80,34 @@ def training_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(training_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("encoders") / "minilm"
+    build_encoder(default_source(), out, name="all-MiniLM-L6-v2")
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(
+    training_files: tuple[Path, Path], encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     data, mapping = training_files
     out = tmp_path_factory.mktemp("bundles") / "test-bundle"
     train(
         load_dataset(data, mapping),
         out,
-        TrainConfig(seed=TEST_SEED, max_rounds=300, synthetic=True),
+        TrainConfig(seed=TEST_SEED, max_rounds=300, synthetic=True, encoder_dir=encoder_dir),
         source=data,
     )
     return out
 
 
 @pytest.fixture(scope="session")
-def settings(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(bundle_dir: Path, encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         host="127.0.0.1",
         port=0,
         bundle=bundle_dir,
+        encoder_dir=encoder_dir,
         grace_seconds=1.0,
         data_dir=tmp_path_factory.mktemp("var"),
         _env_file=None,  # type: ignore[call-arg]
@@ -105,14 +118,16 @@ def settings(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sett
 async def server(settings: Settings) -> AsyncIterator[Server]:
     model = ScoringModel.load(settings.resolved_bundle(), threads=settings.model_threads)
     store = SQLiteHistoryStore(settings.resolved_history_path())
+    text = TextRuntime(model, settings)
     service = ScoringService(
-        model, settings, history=store, history_secret=settings.resolved_history_secret()
+        model, settings, history=store, history_secret=settings.resolved_history_secret(), text=text
     )
     srv = Server(service, settings)
     await srv.start()
     yield srv
     await srv.stop(grace=1.0)
     store.close()
+    text.close()
 
 
 @pytest.fixture(scope="session")

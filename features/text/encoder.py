@@ -123,7 +123,9 @@ class TextEncoder:
                 session = None
         if session is None:
             if "CPUExecutionProvider" not in wanted:
-                raise EncoderError(f"no GPU provider could start and the CPU is not allowed ({list(providers)})")
+                raise EncoderError(
+                    f"no GPU provider could start and the CPU is not allowed ({list(providers)})"
+                )
             chosen = "int8" if variant in ("auto", "fp16") else variant
             session = self._open(chosen, ["CPUExecutionProvider"], threads)
         self._session = session

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -56,7 +57,9 @@ class BertConfig:
     def read(cls, source: Path, max_seq_length: int | None) -> BertConfig:
         config = _read_json(source / "config.json")
         if config.get("model_type", "bert") not in {"bert", "roberta", "xlm-roberta"}:
-            raise EncoderBuildError(f"config.json: model_type {config.get('model_type')!r} is not BERT-family")
+            raise EncoderBuildError(
+                f"config.json: model_type {config.get('model_type')!r} is not BERT-family"
+            )
         if config.get("hidden_act", "gelu") != "gelu":
             raise EncoderBuildError(f"config.json: hidden_act {config.get('hidden_act')!r}; only exact gelu")
         if config.get("position_embedding_type", "absolute") != "absolute":
@@ -170,7 +173,9 @@ def build_graph(weights: Mapping[str, np.ndarray], config: BertConfig, name: str
         qkv_weight = np.concatenate(
             [w(p + f"attention.self.{part}.weight").T for part in ("query", "key", "value")], axis=1
         )
-        qkv_bias = np.concatenate([w(p + f"attention.self.{part}.bias") for part in ("query", "key", "value")])
+        qkv_bias = np.concatenate(
+            [w(p + f"attention.self.{part}.bias") for part in ("query", "key", "value")]
+        )
         nodes.append(
             helper.make_node(
                 "Attention",
@@ -266,13 +271,17 @@ def _pooling_nodes(config: BertConfig, init: Any) -> list[onnx.NodeProto]:
     nodes = [helper.make_node("Cast", ["last_hidden"], ["last_hidden_f32"], to=TensorProto.FLOAT)]
     if config.pooling == "cls":
         nodes.append(
-            helper.make_node("Gather", ["last_hidden_f32", init("cls_index", np.array(0, np.int64))], ["pooled"], axis=1)
+            helper.make_node(
+                "Gather", ["last_hidden_f32", init("cls_index", np.array(0, np.int64))], ["pooled"], axis=1
+            )
         )
     else:
         axis1 = init("axis_tokens", np.array([1], np.int64))
         nodes += [
             helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
-            helper.make_node("Unsqueeze", ["mask_f", init("axis_last", np.array([2], np.int64))], ["mask_3d"]),
+            helper.make_node(
+                "Unsqueeze", ["mask_f", init("axis_last", np.array([2], np.int64))], ["mask_3d"]
+            ),
             helper.make_node("Mul", ["last_hidden_f32", "mask_3d"], ["masked"]),
             helper.make_node("ReduceSum", ["masked", axis1], ["summed"], keepdims=0),
             helper.make_node("ReduceSum", ["mask_f", axis1], ["count"], keepdims=1),
@@ -280,7 +289,9 @@ def _pooling_nodes(config: BertConfig, init: Any) -> list[onnx.NodeProto]:
             helper.make_node("Div", ["summed", "count_safe"], ["pooled"]),
         ]
     nodes += [
-        helper.make_node("ReduceL2", ["pooled", init("axis_hidden", np.array([1], np.int64))], ["norm"], keepdims=1),
+        helper.make_node(
+            "ReduceL2", ["pooled", init("axis_hidden", np.array([1], np.int64))], ["norm"], keepdims=1
+        ),
         helper.make_node("Max", ["norm", init("min_norm", np.array(1e-12, np.float32))], ["norm_safe"]),
         helper.make_node("Div", ["pooled", "norm_safe"], ["sentence_embedding"]),
     ]
@@ -307,11 +318,19 @@ def quantize_int8(fp32_path: Path, out_path: Path) -> None:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    logging.disable(logging.WARNING)  # the quantiser logs every tensor it types through the root logger
+    try:
+        _quantize(fp32_path, out_path, quantize_dynamic, QuantType)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _quantize(fp32_path: Path, out_path: Path, quantize_dynamic: Any, quant_type: Any) -> None:
     quantize_dynamic(
         fp32_path,
         out_path,
         per_channel=True,
-        weight_type=QuantType.QInt8,
+        weight_type=quant_type.QInt8,
         op_types_to_quantize=["MatMul", "Attention"],
         # onnx's shape inference cannot see through the com.microsoft operators.
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
@@ -360,9 +379,7 @@ def build_encoder(
         source_sha = sha256_file(weights_path)
         # The identity covers what decides the embeddings: weights, tokenizer, length and pooling.
         identity_digest = hashlib.sha256(
-            json.dumps(
-                [source_sha, files["tokenizer.json"], config.max_seq_length, config.pooling]
-            ).encode()
+            json.dumps([source_sha, files["tokenizer.json"], config.max_seq_length, config.pooling]).encode()
         ).hexdigest()
         manifest = {
             "name": name,

@@ -13,6 +13,7 @@ from scoring.grpc_server import Server
 from scoring.model import ScoringModel
 from scoring.service import ScoringService
 from scoring.settings import Settings
+from scoring.text import TextRuntime
 from scoring.v1 import scoring_pb2 as pb
 from scoring.v1 import scoring_pb2_grpc as pb_grpc
 from tests.conftest import application
@@ -21,7 +22,9 @@ from tests.conftest import application
 async def _start(settings: Settings) -> Server:
     model = ScoringModel.load(settings.resolved_bundle())
     store = SQLiteHistoryStore(":memory:")
-    service = ScoringService(model, settings, history=store, history_secret=b"k")
+    service = ScoringService(
+        model, settings, history=store, history_secret=b"k", text=TextRuntime(model, settings)
+    )
     server = Server(service, settings)
     await server.start()
     return server

@@ -23,6 +23,7 @@ from scoring.grpc_server import Server
 from scoring.model import ScoringModel
 from scoring.service import ScoringService
 from scoring.settings import Settings
+from scoring.text import TextRuntime
 from scoring.v1 import scoring_pb2 as pb
 from scoring.v1 import scoring_pb2_grpc as pb_grpc
 from tests.conftest import application
@@ -36,7 +37,13 @@ def blocking_stub(settings: Settings) -> Iterator[pb_grpc.FraudScoringStub]:
 
     async def start() -> None:
         model = ScoringModel.load(settings.resolved_bundle())
-        service = ScoringService(model, settings, history=SQLiteHistoryStore(":memory:"), history_secret=b"k")
+        service = ScoringService(
+            model,
+            settings,
+            history=SQLiteHistoryStore(":memory:"),
+            history_secret=b"k",
+            text=TextRuntime(model, settings),
+        )
         holder["server"] = Server(service, settings)
         await holder["server"].start()
         ready.set()

@@ -1,0 +1,157 @@
+"""Text encoder latency and throughput: per variant (fp32, int8 on the CPU; fp16 on a GPU), texts of
+64 and 128 tokens, one text per call and batches of 32. The cache is off, so every text runs.
+
+    uv run python bench/text_encoder.py [--encoder DIR] [--providers cpu] [--repeats 200]
+
+On a GPU machine: `--providers cuda,cpu` (the provider that actually ran is recorded; a run whose
+provider is not the one asked for says so). Writes bench/results/text_encoder[-<provider>].json/.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.score_latency import RESULTS, machine, percentiles
+from features.text.encoder import TextEncoder
+
+WORDS = [
+    "loan",
+    "pay",
+    "rent",
+    "card",
+    "car",
+    "house",
+    "roof",
+    "kitchen",
+    "school",
+    "wedding",
+    "cash",
+    "flow",
+    "payroll",
+    "stock",
+    "shop",
+    "van",
+    "oven",
+    "client",
+    "fee",
+    "bill",
+    "debt",
+    "rate",
+    "month",
+    "year",
+    "family",
+    "business",
+    "repair",
+    "supply",
+    "order",
+    "build",
+    "office",
+    "store",
+]
+
+
+def texts_of(encoder: TextEncoder, tokens: int, count: int, seed: int) -> list[str]:
+    """`count` different texts of exactly `tokens` tokens ([CLS] and [SEP] included)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        words = list(rng.choice(WORDS, tokens))
+        text = " ".join(words)
+        ids = encoder.tokenize([text])[0]
+        while len(ids) > tokens:
+            words.pop()
+            text = " ".join(words)
+            ids = encoder.tokenize([text])[0]
+        if len(ids) == tokens:
+            out.append(text)
+    return out
+
+
+def measure(encoder: TextEncoder, texts: list[str], batch: int, repeats: int) -> dict[str, Any]:
+    calls = [texts[i : i + batch] for i in range(0, batch * repeats, batch)]
+    for call in calls[:5]:
+        encoder.encode(call)  # warm-up
+    lat = []
+    started = time.perf_counter()
+    for call in calls:
+        t = time.perf_counter()
+        encoder.encode(call)
+        lat.append((time.perf_counter() - t) * 1000)
+    elapsed = time.perf_counter() - started
+    per_call = percentiles(lat)
+    return {
+        "batch": batch,
+        "calls": len(calls),
+        "latency_ms_per_call": per_call,
+        "ms_per_text_p50": round(per_call["p50"] / batch, 3),
+        "texts_per_s": round(batch * len(calls) / elapsed, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--encoder", type=Path, default=Path("var/encoder"))
+    parser.add_argument("--providers", default="cpu")
+    parser.add_argument("--variants", default="", help="default: fp32,int8 on the CPU; fp32,fp16 on a GPU")
+    parser.add_argument("--repeats", type=int, default=200, help="calls per scenario")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    providers = args.providers.split(",")
+    gpu = providers[0] in ("cuda", "tensorrt")
+    variants = args.variants.split(",") if args.variants else (["fp32", "fp16"] if gpu else ["fp32", "int8"])
+    rows = []
+    for variant in variants:
+        encoder = TextEncoder(
+            args.encoder, providers=providers, variant=variant, cache_size=0, threads=args.threads
+        )
+        for tokens in (64, 128):
+            for batch in (1, 32):
+                texts = texts_of(encoder, tokens, batch * (args.repeats + 5), seed=tokens)
+                row = measure(encoder, texts[batch * 5 :] + texts[: batch * 5], batch, args.repeats)
+                row |= {"variant": encoder.info.variant, "provider": encoder.info.provider, "tokens": tokens}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "encoder": encoder.info.identity,
+        "providers_asked": providers,
+        "threads": args.threads or "ONNX Runtime default",
+        "runs": rows,
+    }
+    m = result["machine"]
+    md = [
+        f"# Text encoder ({result['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores. Encoder {result['encoder']}; providers asked: "
+        f"{','.join(providers)}; threads: {result['threads']}. Cache off: every text runs.",
+        "",
+        "| variant | provider | tokens | batch | p50 ms/call | p99 ms/call | ms/text (p50) | texts/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['variant']} | {r['provider']} | {r['tokens']} | {r['batch']} | "
+        f"{r['latency_ms_per_call']['p50']} | {r['latency_ms_per_call']['p99']} | "
+        f"{r['ms_per_text_p50']} | {r['texts_per_s']} |"
+        for r in rows
+    ]
+    suffix = "" if not gpu else f"-{rows[0]['provider'].removesuffix('ExecutionProvider').lower()}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"text_encoder{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"text_encoder{suffix}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
