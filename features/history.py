@@ -5,9 +5,11 @@ application at a time against a store of earlier ones, `features.history_store`)
 Every feature is defined per entity key (device, phone, email, address, ...) at an application's
 submission time t over earlier applications with the same key: how many fell in [t - w, t) for each
 window w; over the last 28 days, how many distinct identities and emails they carried and the amount
-they requested; and the days since the key was first seen. Keys are normalised, then stored only as
-keyed hashes (HMAC-SHA256 with a secret from settings, truncated to 128 bits): the history never
-holds a phone number or an email in clear.
+they requested; and the days since the key was first seen. Across keys: the identities linked to the
+application by one shared link key, its ring (followed further, `features.rings`) and earlier
+confirmed fraud per link key. Keys are normalised, then stored only as keyed hashes (HMAC-SHA256
+with a secret from settings, truncated to 128 bits): the history never holds a phone number or an
+email in clear.
 
 Exactness: times are integer microseconds and amounts integer cents, so sums and differences are
 exact; the one conversion to float (`* 0.01`, `* (1 / 86_400e6)`) is the same multiplication in both
@@ -25,6 +27,8 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
+
+from features.rings import RING_BOUND, RING_FEATURES, RingBound, RingSize, offline_rings
 
 HOUR_US: Final = 3_600 * 1_000_000
 DAY_US: Final = 24 * HOUR_US
@@ -76,13 +80,18 @@ def feature_names(spec: KeySpec) -> list[str]:
     return names
 
 
-# Keys specific enough to link one person's applications: the ring feature follows only these (an
-# employer or a postal code is shared by thousands of unrelated people).
+# Keys specific enough to link one person's applications: the link and ring features follow only
+# these (an employer or a postal code is shared by thousands of unrelated people).
 LINK_KEYS: Final = ("device", "phone", "email", "address", "national_id", "bank_account", "ip")
-RING_FEATURE: Final = "linked_identities_28d"
+LINKED_FEATURE: Final = "linked_identities_28d"
 # Earlier applications sharing the key whose fraud outcome was known before this one (all history).
 FRAUD_FEATURES: Final = tuple(f"{k}_confirmed_fraud" for k in LINK_KEYS)
-HISTORY_FEATURES: Final = (*(n for k in KEYS for n in feature_names(k)), RING_FEATURE, *FRAUD_FEATURES)
+HISTORY_FEATURES: Final = (
+    *(n for k in KEYS for n in feature_names(k)),
+    LINKED_FEATURE,
+    *RING_FEATURES,
+    *FRAUD_FEATURES,
+)
 HISTORY_SCHEMA: Final = pl.Schema({n: pl.Float64() for n in HISTORY_FEATURES})
 
 
@@ -205,11 +214,12 @@ def _rolling_exprs(spec: KeySpec) -> list[pl.Expr]:
     return exprs
 
 
-def offline_history(keys: pl.DataFrame) -> pl.DataFrame:
+def offline_history(keys: pl.DataFrame, *, ring_bound: RingBound = RING_BOUND) -> pl.DataFrame:
     """History features of every application from the applications before it in the same frame.
 
     The window of a row is closed at both ends so that it contains the row itself and any tie;
-    every aggregate then keeps only `ts < t` (strictly earlier), so ties never see each other."""
+    every aggregate then keeps only `ts < t` (strictly earlier), so ties never see each other.
+    `ring_bound` must be the serving store's (`features.rings`); only tests change it."""
     period = f"{WINDOWS[LINK_WINDOW]}i"
     n = keys.height
     base = keys.with_row_index("_row")
@@ -243,7 +253,8 @@ def offline_history(keys: pl.DataFrame) -> pl.DataFrame:
                 (pl.col("ts") - pl.col("first")) * US_TO_DAYS
             )
             columns[f"{spec.name}_days_since_first_seen"] = first.select(since).to_series().cast(pl.Float64)
-    columns[RING_FEATURE] = _linked_identities(base)
+    columns[LINKED_FEATURE] = _linked_identities(base)
+    columns.update(offline_rings(base, LINK_KEYS, WINDOWS[LINK_WINDOW], ring_bound))
     columns.update(_confirmed_fraud(base))
     frame = pl.DataFrame({name: columns[name].alias(name) for name in HISTORY_FEATURES})
     assert frame.height == n
@@ -279,8 +290,9 @@ def _confirmed_fraud(base: pl.DataFrame) -> dict[str, pl.Series]:
 
 
 def _linked_identities(base: pl.DataFrame) -> pl.Series:
-    """The ring feature: distinct other identities that shared any link key with the application
-    in the 28 days before it (one hop). Null when the application has no link key at all."""
+    """Distinct other identities that shared any link key with the application in the 28 days
+    before it (one hop; `features.rings` follows further). Null when the application has no link
+    key at all."""
     long = pl.concat(
         [
             base.select("_row", "ts", "identity", kind=pl.lit(name), key=pl.col(name)).filter(
@@ -299,7 +311,7 @@ def _linked_identities(base: pl.DataFrame) -> pl.Series:
     counts = pairs.group_by("_row").agg(pl.col("identity_p").n_unique().cast(pl.Float64).alias("n"))
     has_key = long.select("_row").unique()
     per_row = has_key.join(counts, on="_row", how="left").with_columns(pl.col("n").fill_null(0.0))
-    full = pl.Series(RING_FEATURE, [None] * base.height, dtype=pl.Float64)
+    full = pl.Series(LINKED_FEATURE, [None] * base.height, dtype=pl.Float64)
     if per_row.height:
         full = full.scatter(per_row.get_column("_row"), per_row.get_column("n"))
     return full
@@ -322,15 +334,19 @@ def online_history(
     aggregates: Mapping[str, KeyAggregate | None],
     linked_identities: int | None,
     confirmed_fraud: Mapping[str, int | None],
+    ring: RingSize | None,
 ) -> dict[str, float | None]:
     """One application's history features from its keys' aggregates (None: the key is missing),
-    the count of other identities linked to it (None: no link key) and, per link key, the earlier
-    applications confirmed as fraud before it (None: the key is missing)."""
+    the count of other identities linked to it (None: no link key), per link key the earlier
+    applications confirmed as fraud before it (None: the key is missing) and its ring (None: no
+    link key)."""
     out: dict[str, float | None] = {
         f"{k}_confirmed_fraud": None if confirmed_fraud.get(k) is None else float(confirmed_fraud[k] or 0)
         for k in LINK_KEYS
     }
-    out |= {RING_FEATURE: None if linked_identities is None else float(linked_identities)}
+    out |= {LINKED_FEATURE: None if linked_identities is None else float(linked_identities)}
+    ring_values = (None, None) if ring is None else (float(ring.applications), float(ring.identities))
+    out |= dict(zip(RING_FEATURES, ring_values, strict=True))
     for spec in KEYS:
         agg = aggregates.get(spec.name)
         for w in spec.windows:

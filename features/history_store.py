@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from features.history import KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
+from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
 
-FORMAT = 3  # PRAGMA user_version of the file: 2 = keys as 16-byte blobs, 3 = outcomes
+# PRAGMA user_version of the file: 2 = keys as 16-byte blobs, 3 = outcomes, 4 = each application's
+# identity and link keys (rings)
+FORMAT = 4
+LinkKey = tuple[int, bytes]  # (index in LINK_KEYS, keyed hash): a link key as the ring walk sees it
 
 
 class HistoryStoreError(RuntimeError):
@@ -40,8 +44,10 @@ CREATE TABLE IF NOT EXISTS key_events (
     PRIMARY KEY (kind, key, ts, app)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS applications (
-    app TEXT PRIMARY KEY,
-    ts  INTEGER NOT NULL
+    app      TEXT    PRIMARY KEY,
+    ts       INTEGER NOT NULL,
+    identity BLOB,
+    links    BLOB    NOT NULL  -- its link keys: per key, 1 byte (index in LINK_KEYS) + 16-byte hash
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
     app      TEXT PRIMARY KEY,
@@ -54,6 +60,18 @@ CREATE TABLE IF NOT EXISTS outcomes (
 def _blob(hashed: str | None) -> bytes | None:
     """Hex hashes as 16 raw bytes on disk: half the size of the text."""
     return None if hashed is None else bytes.fromhex(hashed)
+
+
+def _link_keys(row: Mapping[str, Any]) -> list[LinkKey]:
+    return [(i, bytes.fromhex(row[name])) for i, name in enumerate(LINK_KEYS) if row[name] is not None]
+
+
+def _pack(keys: Sequence[LinkKey]) -> bytes:
+    return b"".join(bytes((i,)) + key for i, key in keys)
+
+
+def _unpack(links: bytes) -> list[LinkKey]:
+    return [(links[j], links[j + 1 : j + 17]) for j in range(0, len(links), 17)]
 
 
 class HistoryStore(Protocol):
@@ -72,8 +90,13 @@ class SQLiteHistoryStore:
     rebuilt from the audit trail, not a record of decisions); checkpoints, which do, run on a
     background connection every `checkpoint_seconds`, never on the request path."""
 
-    def __init__(self, path: Path | str, *, checkpoint_seconds: float = 1.0) -> None:
+    def __init__(
+        self, path: Path | str, *, checkpoint_seconds: float = 1.0, ring_bound: RingBound = RING_BOUND
+    ) -> None:
+        """`ring_bound` must be the one the model was trained with (`features.rings`); only tests
+        change it."""
         self.path = str(path)
+        self.ring_bound = ring_bound
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -173,6 +196,64 @@ class SQLiteHistoryStore:
         params += [ts - WINDOWS[LINK_WINDOW], ts, _blob(row["identity"])]
         return int(self._db.execute(sql, params).fetchone()[0])
 
+    def _ring(
+        self, row: Mapping[str, Any], ts: int, aggregates: Mapping[str, KeyAggregate | None]
+    ) -> RingSize | None:
+        """The application's ring (`features.rings`): a walk of at most `ring_bound.hops` rounds of
+        two indexed queries, none at all when no link key of the application was seen before."""
+        keys = _link_keys(row)
+        if not keys:
+            return None
+        counts = {}
+        for i, key in keys:
+            agg = aggregates.get(LINK_KEYS[i])
+            if agg is not None:
+                counts[(i, key)] = agg.apps[LINK_WINDOW]
+        lo, hi = ts - WINDOWS[LINK_WINDOW], ts
+        return walk_ring(
+            _blob(row["identity"]),
+            keys,
+            neighbours=lambda todo: self._key_applications(todo, lo, hi),
+            links=self._application_links,
+            known_counts=counts,
+            bound=self.ring_bound,
+        )
+
+    def _key_applications(
+        self, keys: Sequence[LinkKey], lo: int, hi: int
+    ) -> Iterator[tuple[LinkKey, list[str]]]:
+        """Per key, the applications of [lo, hi) that carry it: at most `hub + 1` (more would only
+        say that the key is a hub). One statement; SQLite runs the arms of UNION ALL in order, so
+        each key's rows come together and reading can stop after any key."""
+        arms = " UNION ALL ".join(
+            f"SELECT {n}, app FROM (SELECT app FROM key_events WHERE kind = :k{n} AND key = :v{n} "
+            f"AND ts >= :lo AND ts < :hi LIMIT :lim)"
+            for n in range(len(keys))
+        )
+        params: dict[str, Any] = {"lo": lo, "hi": hi, "lim": self.ring_bound.hub + 1}
+        for n, (i, key) in enumerate(keys):
+            params[f"k{n}"], params[f"v{n}"] = LINK_KEYS[i], key
+        cursor = self._db.execute(arms, params)
+        try:
+            current, apps = -1, list[str]()
+            for n, app in cursor:
+                if n != current:
+                    if apps:
+                        yield keys[current], apps
+                    if n < current:
+                        raise HistoryStoreError("SQLite returned the arms of UNION ALL out of order")
+                    current, apps = n, []
+                apps.append(app)
+            if apps:
+                yield keys[current], apps
+        finally:
+            cursor.close()  # the walk may stop early, at the cap
+
+    def _application_links(self, apps: Sequence[str]) -> dict[str, tuple[bytes | None, list[LinkKey]]]:
+        marks = ", ".join("?" * len(apps))
+        rows = self._db.execute(f"SELECT app, identity, links FROM applications WHERE app IN ({marks})", apps)
+        return {app: (identity, _unpack(links)) for app, identity, links in rows}
+
     def lookup_and_record(
         self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
     ) -> list[dict[str, float | None]]:
@@ -188,9 +269,9 @@ class SQLiteHistoryStore:
                         else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
                         for spec in KEYS
                     }
-                    out.append(
-                        online_history(ts, aggregates, self._linked(row, ts), self._confirmed(row, ts))
-                    )
+                    linked, confirmed = self._linked(row, ts), self._confirmed(row, ts)
+                    ring = self._ring(row, ts, aggregates)
+                    out.append(online_history(ts, aggregates, linked, confirmed, ring))
                     if record:
                         self._record(row)
                 self._db.execute("COMMIT")
@@ -201,7 +282,10 @@ class SQLiteHistoryStore:
 
     def _record(self, row: Mapping[str, Any]) -> None:
         app, ts = row["application_id"], int(row["ts"])
-        cur = self._db.execute("INSERT OR IGNORE INTO applications (app, ts) VALUES (?, ?)", (app, ts))
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO applications (app, ts, identity, links) VALUES (?, ?, ?, ?)",
+            (app, ts, _blob(row["identity"]), _pack(_link_keys(row))),
+        )
         if cur.rowcount == 0:
             return  # already recorded: a retry
         self._db.executemany(

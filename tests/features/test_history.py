@@ -10,8 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.history import HISTORY_FEATURES, entity_keys, history_frame, key_values, offline_history
+from features.history import (
+    HASHED,
+    HISTORY_FEATURES,
+    entity_keys,
+    history_frame,
+    key_values,
+    keyed_hash,
+    offline_history,
+)
 from features.history_store import SQLiteHistoryStore
+from features.rings import RING_BOUND, RING_FEATURES, RingBound
 from features.schema import CANONICAL_SCHEMA
 from scoring.synth import generate
 
@@ -67,6 +76,22 @@ def test_online_one_at_a_time_equals_offline(keys, offline, tmp_path_factory):
     assert offline.get_column("device_days_since_first_seen").drop_nulls().len() > 100
     assert offline.get_column("linked_identities_28d").max() >= 2
     assert offline.get_column("device_confirmed_fraud").max() >= 1
+    # Rings reach past one hop: more identities than the application's own and its direct links.
+    beyond = offline.get_column("ring_identities_28d") > offline.get_column("linked_identities_28d") + 1
+    assert beyond.sum() >= 20
+    assert offline.get_column("ring_applications_28d").max() >= 8
+
+
+@pytest.mark.slow
+def test_rings_online_equal_offline_at_their_bounds(keys, offline):
+    # Tight bounds, so that hubs, the hop limit and the cap all decide many of these rings.
+    bound = RingBound(hub=3, cap=5, hops=2)
+    rings = offline_history(keys, ring_bound=bound).select(RING_FEATURES)
+    store = SQLiteHistoryStore(":memory:", ring_bound=bound)
+    online = history_frame([store.lookup_and_record([row])[0] for row in keys.iter_rows(named=True)])
+    assert online.select(RING_FEATURES).equals(rings)
+    assert (offline.get_column("device_apps_28d") > bound.hub).sum() >= 10  # hubs
+    assert (rings.get_column("ring_applications_28d") == bound.cap).sum() >= 10  # at the cap
 
 
 def test_batches_see_earlier_members_of_the_same_batch(keys, offline):
@@ -168,7 +193,7 @@ def test_a_store_in_another_format_is_refused(tmp_path):
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
-    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 3"):
+    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 4"):
         SQLiteHistoryStore(path)
     fresh = SQLiteHistoryStore(tmp_path / "new.sqlite")
     fresh.close()
@@ -193,3 +218,98 @@ def test_an_outcome_counts_only_once_it_is_known():
     # The first application's fraud became known two days after it: too late for the second
     # application (day 1), in time for the third (day 5).
     assert confirmed == [0.0, 0.0, 1.0]
+
+
+# -- rings ---------------------------------------------------------------------------------------
+T0 = 1_772_323_200_000_000  # 2026-03-01 UTC, µs
+DAY = 24 * 3_600_000_000
+
+
+def _rings(apps, bound=RING_BOUND):
+    """(ring_applications_28d, ring_identities_28d) of each application, given as (day, identity,
+    {link key: value}) in time order; offline, after checking that the store gives the same."""
+    rows = []
+    for n, (day, identity, links) in enumerate(apps):
+        row = dict.fromkeys(HASHED) | {
+            "ts": T0 + round(day * DAY),
+            "cents": 100_000,
+            "application_id": f"A{n}",
+        }
+        row["identity"] = keyed_hash(SECRET, f"identity:{identity}")
+        row |= {kind: keyed_hash(SECRET, f"{kind}:{value}") for kind, value in links.items()}
+        rows.append(row)
+    schema = (
+        {"ts": pl.Int64, "cents": pl.Int64} | dict.fromkeys(HASHED, pl.String) | {"application_id": pl.String}
+    )
+    keys = pl.DataFrame(rows, schema=schema)
+    offline = offline_history(keys, ring_bound=bound)
+    store = SQLiteHistoryStore(":memory:", ring_bound=bound)
+    online = history_frame([store.lookup_and_record([row])[0] for row in rows])
+    assert online.equals(offline)
+    return list(offline.select(RING_FEATURES).iter_rows())
+
+
+def test_a_ring_follows_links_through_other_applications():
+    apps = [
+        (0, "ann", {"device": "d1"}),
+        (1, "bob", {"device": "d1", "phone": "p1"}),
+        (2, "cy", {"phone": "p1", "email": "cy@x.com"}),
+        (3, "dee", {"email": "cy@x.com"}),
+    ]
+    # Dee shares only an email with Cy; Cy a phone with Bob; Bob a device with Ann (three hops).
+    assert _rings(apps) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert _rings(apps[:3]) == [(1, 1), (2, 2), (3, 3)]  # Cy reaches Ann at hop distance 2
+
+
+def test_links_that_left_the_window_do_not_count():
+    apps = [
+        (0, "ann", {"device": "d1"}),
+        (20, "bob", {"device": "d1", "phone": "p1"}),
+        (30, "cy", {"phone": "p1"}),  # Ann (day 0) left Cy's 28 days, Bob (day 20) did not
+        (49, "dee", {"phone": "p1"}),  # Bob left Dee's 28 days: only Cy is left
+    ]
+    assert _rings(apps) == [(1, 1), (2, 2), (2, 2), (2, 2)]
+
+
+def test_repeat_applications_of_one_identity_count_once():
+    apps = [(d, "ann", {"device": "d1"}) for d in (0, 1, 2)] + [(3, "bob", {"device": "d1"})]
+    assert _rings(apps) == [(1, 1), (2, 1), (3, 1), (4, 2)]
+
+
+def test_a_key_shared_by_more_than_the_hub_bound_does_not_link():
+    terminal = [(i * 0.1, f"customer{i}", {"device": "branch"}) for i in range(RING_BOUND.hub + 1)]
+    probe = (3, "probe", {"device": "branch", "phone": "p1"})
+    first = (0, "first", {"phone": "p1"})
+    rings = _rings([first, *terminal, probe])
+    assert rings[-2] == (RING_BOUND.hub + 1, RING_BOUND.hub + 1)  # hub earlier ones: still links
+    assert rings[-1] == (2, 2)  # one more: a hub; the phone still links to `first`
+
+
+def test_a_ring_larger_than_the_cap_reads_the_cap():
+    bound = RingBound(hub=10, cap=8, hops=3)
+    # Nine earlier applications of three people, all on one device: a ring of ten.
+    apps = [(i * 0.1, f"p{i % 3}", {"device": "d1"}) for i in range(9)]
+    assert _rings([*apps, (2, "probe", {"device": "d1"})], bound)[-1] == (8, 8)
+    assert _rings([*apps[:7], (2, "probe", {"device": "d1"})], bound)[-1] == (8, 4)
+
+
+def test_the_hop_limit_holds():
+    kinds = ("device", "phone", "email", "bank_account", "address")
+    chain = [(i, f"p{i}", {kinds[i % 5]: f"k{i}", kinds[(i + 1) % 5]: f"k{i + 1}"}) for i in range(6)]
+    # Each application shares one key with the one before it: the last is 5 hops from the first.
+    assert [r[0] for r in _rings(chain, RingBound(hops=3))] == [1, 2, 3, 4, 4, 4]
+    assert [r[0] for r in _rings(chain, RingBound(hops=5))] == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_application_never_sees_later_or_simultaneous_ones():
+    apps = [
+        (0, "ann", {"device": "d1"}),
+        (1, "bob", {"device": "d1"}),
+        (1, "cy", {"device": "d1"}),  # submitted at the same microsecond as Bob
+    ]
+    assert _rings(apps) == [(1, 1), (2, 2), (2, 2)]
+
+
+def test_without_link_keys_the_ring_is_missing():
+    apps = [(0, "ann", {"employer": "acme"}), (1, "bob", {"employer": "acme", "device": "d1"})]
+    assert _rings(apps) == [(None, None), (1, 1)]
