@@ -354,7 +354,9 @@ def dataset_text(
     progress(
         f"encoding free text with {encoder.info.identity} ({encoder.info.variant}, {encoder.info.provider})"
     )
-    embedded = featurizer.embed(data.canonical)
+    embedded = featurizer.embed(
+        data.canonical, lambda done, total: progress(f"  encoded {done:,} / {total:,} distinct texts")
+    )
     progress(f"  {encoder.encoded:,} distinct texts encoded in {time.perf_counter() - started:.0f} s")
     featurizer = featurizer.with_pca(embedded, train_rows, seed=config.seed)
     identity = entity_keys(data.canonical, os.urandom(32)).get_column("identity").to_list()

@@ -114,10 +114,16 @@ class TextEncoder:
         session = None
         if gpu_wanted and variant in ("auto", "fp16", "fp32"):
             chosen = "fp16" if variant == "auto" else variant
-            session = self._open(chosen, [*gpu_wanted, "CPUExecutionProvider"], threads)
+            # A GPU provider that cannot load prints C++ log lines; the warning below says it instead.
+            ort.set_default_logger_severity(4)
+            try:
+                session = self._open(chosen, [*gpu_wanted, "CPUExecutionProvider"], threads)
+            finally:
+                ort.set_default_logger_severity(2)
             if session.get_providers()[0] not in GPU_PROVIDERS:
                 log.warning(
-                    "text encoder: %s was asked for but could not start; running on the CPU",
+                    "text encoder: %s was asked for but could not start (no GPU, or no CUDA 13 / cuDNN 9 "
+                    "libraries); running on the CPU",
                     " and ".join(gpu_wanted),
                 )
                 session = None
@@ -126,7 +132,7 @@ class TextEncoder:
                 raise EncoderError(
                     f"no GPU provider could start and the CPU is not allowed ({list(providers)})"
                 )
-            chosen = "int8" if variant in ("auto", "fp16") else variant
+            chosen = "int8" if variant == "auto" else variant
             session = self._open(chosen, ["CPUExecutionProvider"], threads)
         self._session = session
         length = max_seq_length or int(manifest["max_seq_length"])

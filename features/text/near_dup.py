@@ -178,12 +178,11 @@ class NearDuplicateIndex:
                 if not present[i]:
                     continue
                 filled = min(self._used[field], self.cap)
-                sims = self._vec[field][:filled] @ vectors[i]
                 t = self._ts[field][:filled]
-                ok = (
-                    (t < ts[i]) & (t >= ts[i] - self.window_us) & _others(codes[i], self._who[field][:filled])
-                )
-                chosen = sims[ok]
+                window = (t < ts[i]) & (t >= ts[i] - self.window_us)
+                rows = np.flatnonzero(window & _others(codes[i], self._who[field][:filled]))
+                # Only the window's rows are multiplied: a week of texts, not the whole buffer.
+                chosen = self._vec[field][rows] @ vectors[i]
                 out.max_similarity[i] = float(chosen.max()) if chosen.size else np.nan
                 out.copies[i] = float((chosen >= self.threshold).sum())
                 if record:

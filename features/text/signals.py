@@ -21,7 +21,7 @@ A missing or blank text gives null signals, never zero similarity.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -43,6 +43,7 @@ PCA_COMPONENTS: Final = {"purpose": 4, "business": 4, "employment": 2}
 DEFAULT_PHRASES: Final = Path(__file__).with_name("phrases.toml")
 DAY_US: Final = 86_400_000_000
 PCA_SAMPLE = 20_000
+EMBED_CHUNK = 20_000
 
 Vectors = npt.NDArray[np.float32]
 
@@ -194,17 +195,35 @@ class TextFeaturizer:
         )
 
     # -- embeddings ------------------------------------------------------------------------
-    def embed(self, canonical: pl.DataFrame) -> Embedded:
+    def embed(self, canonical: pl.DataFrame, progress: Callable[[int, int], None] | None = None) -> Embedded:
+        """Each text field's embeddings; `progress(done, total)` hears of every chunk of texts."""
+        texts = {name: canonical.get_column(column).to_list() for name, column in TEXT_FIELDS.items()}
+        present = {
+            name: np.array([t is not None and bool(t.strip()) for t in values], dtype=bool)
+            for name, values in texts.items()
+        }
+        # Each distinct text of a field is encoded once, in chunks (so progress can be told).
+        distinct = {
+            name: list(dict.fromkeys(v for v, p in zip(values, present[name], strict=True) if p))
+            for name, values in texts.items()
+        }
+        total, done = sum(len(d) for d in distinct.values()), 0
+        dim = next(iter(self._themes.values())).shape[1]
         out: Embedded = {}
-        for name, column in TEXT_FIELDS.items():
-            texts = canonical.get_column(column).to_list()
-            present = np.array([t is not None and bool(t.strip()) for t in texts], dtype=bool)
-            dim = next(iter(self._themes.values())).shape[1]
-            vectors = np.zeros((len(texts), dim), dtype=np.float32)
-            rows = np.flatnonzero(present)
+        for name, values in texts.items():
+            unique = distinct[name]
+            table = np.zeros((len(unique), dim), dtype=np.float32)
+            for start in range(0, len(unique), EMBED_CHUNK):
+                table[start : start + EMBED_CHUNK] = self.encoder.encode(unique[start : start + EMBED_CHUNK])
+                done += min(EMBED_CHUNK, len(unique) - start)
+                if progress is not None:
+                    progress(done, total)
+            position = {text: i for i, text in enumerate(unique)}
+            vectors = np.zeros((len(values), dim), dtype=np.float32)
+            rows = np.flatnonzero(present[name])
             if rows.size:
-                vectors[rows] = self.encoder.encode([texts[i] for i in rows])
-            out[name] = FieldVectors(present, vectors)
+                vectors[rows] = table[[position[values[i]] for i in rows]]
+            out[name] = FieldVectors(present[name], vectors)
         return out
 
     def with_pca(self, embedded: Embedded, rows: slice, seed: int = 0) -> TextFeaturizer:
