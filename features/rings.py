@@ -37,7 +37,7 @@ class RingBound:
 
     # A key carried by more earlier applications of the window than this does not link: more than
     # ten in four weeks is a branch terminal, a broker's computer or a carrier's NAT address. With 20,
-    # such keys joined 7% of honest synthetic applicants into rings of more than 50.
+    # such keys joined 5% of honest synthetic applicants into rings of more than 50.
     hub: int = 10
     cap: int = 50  # a ring of more applications than this reads `cap` on both features
     hops: int = 3  # applications further than this many links away are not followed
