@@ -133,7 +133,10 @@ def train(
         progress("computing history features as of each application (velocity, identity links)")
         history = dataset_history(data, config.outcome_delay_days)
     text_frame, text_spec = None, None
-    if config.text:
+    timed = data.canonical.get_column("submitted_at").null_count() == 0
+    if config.text and not timed:
+        progress("warning: text signals need a timestamp on every application; training without them")
+    if config.text and timed:
         text_frame, text_spec = dataset_text(data, config, cut["train"], progress)
     feats = pipeline.features(data.canonical, history, text_frame)
     leaks = suspicious_attributes(feats[cut["train"]], y_train=data.label[cut["train"]])

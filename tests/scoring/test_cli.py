@@ -25,29 +25,50 @@ def run(
     return subprocess.run([FRAUDSCORE, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def test_same_seed_same_data_and_same_metrics(tmp_path):
+def test_same_seed_same_data_and_same_metrics(tmp_path, encoder_dir):
     a, b, c = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
     for path, seed in ((a, "5"), (b, "5"), (c, "6")):
-        proc = run("synth", "--rows", "20000", "--seed", seed, "--out", str(path))
+        proc = run("synth", "--rows", "8000", "--seed", seed, "--out", str(path))
         assert proc.returncode == 0, proc.stderr
     assert pl.read_parquet(a).equals(pl.read_parquet(b))
     assert not pl.read_parquet(a).equals(pl.read_parquet(c))
 
     reports = []
     for name in ("m1", "m2"):
-        proc = run("train", "--data", str(a), "--out", str(tmp_path / name), "--seed", "3", "--synthetic")
+        proc = run(
+            "train",
+            "--data",
+            str(a),
+            "--out",
+            str(tmp_path / name),
+            "--seed",
+            "3",
+            "--synthetic",
+            "--encoder",
+            str(encoder_dir),
+        )
         assert proc.returncode == 0, proc.stderr
         assert "| overall |" in proc.stdout
         report = json.loads((tmp_path / name / "metrics.json").read_text())
         report.pop("train_seconds")
         reports.append(report)
     assert reports[0] == reports[1]
-    assert (tmp_path / "m1" / "model.txt").read_bytes() == (tmp_path / "m2" / "model.txt").read_bytes()
+    for name in ("model.txt", "model_fallback.txt", "text.json"):  # text signals are deterministic too
+        assert (tmp_path / "m1" / name).read_bytes() == (tmp_path / "m2" / name).read_bytes()
 
-    proc = run("evaluate", "--bundle", str(tmp_path / "m1"), "--data", str(c), "--json")
+    proc = run(
+        "evaluate",
+        "--bundle",
+        str(tmp_path / "m1"),
+        "--data",
+        str(c),
+        "--json",
+        "--encoder",
+        str(encoder_dir),
+    )
     assert proc.returncode == 0, proc.stderr
     evaluated = json.loads(proc.stdout)
-    assert evaluated["overall"]["rows"] == 20000
+    assert evaluated["overall"]["rows"] == 8000
     assert 0.5 < evaluated["overall"]["roc_auc"] <= 1.0
     assert set(evaluated["products"]) == {"CONSUMER", "SMALL_BUSINESS"}
 
@@ -55,7 +76,7 @@ def test_same_seed_same_data_and_same_metrics(tmp_path):
 def test_train_reports_a_missing_label_column_clearly(tmp_path):
     path = tmp_path / "x.csv"
     pl.DataFrame({"loan_amount": [1.0, 2.0]}).write_csv(path)
-    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"))
+    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"), "--no-text")
     assert proc.returncode == 2
     assert "label column 'is_fraud' is not in the file" in proc.stderr
 
@@ -159,11 +180,13 @@ def test_csv_keeps_leading_zeros_and_reports_unreadable_values(tmp_path):
     assert data.time_ordered
 
 
-def test_without_a_timestamp_the_split_is_by_row_order_and_says_so(tmp_path):
+def test_without_a_timestamp_the_split_is_by_row_order_and_says_so(tmp_path, encoder_dir):
     path = tmp_path / "no-time.parquet"
     pl.read_parquet(_synth(tmp_path, rows=6000)).drop("submitted_at").write_parquet(path)
-    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"))
+    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"), "--encoder", str(encoder_dir))
     assert proc.returncode == 0, proc.stderr
+    assert "text signals need a timestamp on every application; training without them" in proc.stderr
+    assert not (tmp_path / "b" / "text.json").exists()
     report = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert report["split"]["by"] == "row order (the data has no timestamp)"
 
@@ -200,7 +223,7 @@ def test_a_label_in_disguise_is_reported(tmp_path):
     frame.with_columns(
         case_status=pl.when(pl.col("is_fraud") == 1).then(pl.lit("CHARGED_OFF")).otherwise(pl.lit("OPEN"))
     ).write_parquet(path)
-    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"))
+    proc = run("train", "--data", str(path), "--out", str(tmp_path / "b"), "--no-text")
     assert proc.returncode == 0, proc.stderr
     assert "lender attribute 'case_status' alone has ROC-AUC 1.000" in proc.stderr
     report = json.loads((tmp_path / "b" / "metrics.json").read_text())
