@@ -17,10 +17,13 @@ COPY proto ./proto
 COPY features ./features
 COPY scoring ./scoring
 RUN uv sync --frozen --no-dev --python /usr/bin/python3
+# The default text encoder, built once into the image from the packaged weights (no model hub).
+RUN .venv/bin/fraudscore encoder build --out /app/encoder
 
 FROM ${CUDA_IMAGE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PATH=/app/.venv/bin:$PATH \
-    FRAUDSCORE_HOST=0.0.0.0 FRAUDSCORE_PORT=50051 FRAUDSCORE_DATA_DIR=/var/lib/fraudscore
+    FRAUDSCORE_HOST=0.0.0.0 FRAUDSCORE_PORT=50051 FRAUDSCORE_DATA_DIR=/var/lib/fraudscore \
+    FRAUDSCORE_ENCODER_DIR=/app/encoder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libgomp1 \
  && rm -rf /var/lib/apt/lists/* \

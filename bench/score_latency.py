@@ -17,9 +17,11 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,11 +70,22 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     }
 
 
-def start_server(bundle: Path | None) -> tuple[subprocess.Popen[str], str]:
+def start_server(bundle: Path | None, state: Path) -> tuple[subprocess.Popen[str], str]:
+    """The server, on copies of the history store and text index: every run starts from the same
+    state (a run appends its applications, and the next run would send the same ones again)."""
     cmd = [str(Path(sys.executable).parent / "fraudscore"), "serve", "--port", "0"]
     if bundle is not None:
         cmd += ["--bundle", str(bundle)]
-    env = {**os.environ, "FRAUDSCORE_LOG_LEVEL": "WARNING"}
+    data_dir = Path(os.environ.get("FRAUDSCORE_DATA_DIR", "var"))
+    for name in ("history.sqlite", "text-index.sqlite"):
+        if (data_dir / name).exists():
+            shutil.copyfile(data_dir / name, state / name)
+    env = {
+        **os.environ,
+        "FRAUDSCORE_LOG_LEVEL": "WARNING",
+        "FRAUDSCORE_HISTORY_PATH": str(state / "history.sqlite"),
+        "FRAUDSCORE_TEXT_INDEX_PATH": str(state / "text-index.sqlite"),
+    }
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -202,7 +215,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--applications", type=int, default=20_000, help="distinct applications sent")
     args = parser.parse_args()
-    proc, target = start_server(args.bundle)
+    state = Path(tempfile.mkdtemp(prefix="fraudscore-bench-"))
+    proc, target = start_server(args.bundle, state)
     try:
         result = asyncio.run(run(args, target, proc.pid))
         with grpc.insecure_channel(target) as ch:
@@ -210,6 +224,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        shutil.rmtree(state, ignore_errors=True)
     result |= {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),

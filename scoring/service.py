@@ -260,11 +260,11 @@ class ScoringService:
         now = time.perf_counter()
         need = self.text.expected_seconds(len(batch)) + self.settings.text_margin_ms / 1000.0
         rich = [i for i, p in enumerate(batch) if p.deadline is None or p.deadline - now >= need]
+        short = set(range(len(batch))) - set(rich)
         reasons = {
             i: f"deadline: {max(0.0, (batch[i].deadline or now) - now) * 1000:.0f} ms left, "
             f"the text encoder needs about {need * 1000:.0f} ms"
-            for i in range(len(batch))
-            if i not in set(rich)
+            for i in sorted(short)
         }
         if not rich:
             return None, [], reasons

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
 BLOCK = 1024
+TRIM_EVERY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class NearDuplicateIndex:
         self._ts = {f: np.full(cap, np.iinfo(np.int64).min, dtype=np.int64) for f in fields}
         self._who = {f: np.full(cap, -1, dtype=np.int64) for f in fields}
         self._used = dict.fromkeys(fields, 0)  # entries ever added (the ring position)
+        self._since_trim = dict.fromkeys(fields, 0)
         self._db: sqlite3.Connection | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +159,23 @@ class NearDuplicateIndex:
         self._who[field][slot] = _identity_codes([who])[0]
         self._used[field] += 1
 
+    def _similarities(self, field: str, rows: npt.NDArray[np.intp], vector: Vectors) -> Vectors:
+        """Similarities of `vector` to the entries at `rows` (slot numbers, ascending).
+
+        Entries arrive in about time order, so a window's rows are one run of the ring (two where it
+        wraps past the end): the product runs over those slices in place, then keeps `rows`. A copy
+        of the rows first would cost as much as the product again."""
+        if rows.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        vec = self._vec[field]
+        oldest = self._used[field] % self.cap if self._used[field] >= self.cap else 0
+        parts = []
+        for segment in (rows[rows >= oldest], rows[rows < oldest]):  # oldest first, as in the ring
+            if segment.size:
+                lo, hi = int(segment[0]), int(segment[-1]) + 1
+                parts.append((vec[lo:hi] @ vector)[segment - lo])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
     def lookup_and_add(
         self,
         field: str,
@@ -181,8 +200,7 @@ class NearDuplicateIndex:
                 t = self._ts[field][:filled]
                 window = (t < ts[i]) & (t >= ts[i] - self.window_us)
                 rows = np.flatnonzero(window & _others(codes[i], self._who[field][:filled]))
-                # Only the window's rows are multiplied: a week of texts, not the whole buffer.
-                chosen = self._vec[field][rows] @ vectors[i]
+                chosen = self._similarities(field, rows, vectors[i])
                 out.max_similarity[i] = float(chosen.max()) if chosen.size else np.nan
                 out.copies[i] = float((chosen >= self.threshold).sum())
                 if record:
@@ -190,16 +208,20 @@ class NearDuplicateIndex:
                     self._put(field, int(ts[i]), identity[i], vector)
                     added.append((field, int(ts[i]), identity[i], vector.tobytes()))
             if added and self._db is not None:
+                self._since_trim[field] += len(added)
                 with self._db:
                     self._db.executemany(
                         "INSERT INTO text_index (field, ts, identity, vector) VALUES (?, ?, ?, ?)", added
                     )
-                    # Keep the file bounded: what fell out of the ring is never read again.
-                    self._db.execute(
-                        "DELETE FROM text_index WHERE field = ? AND seq <= "
-                        "(SELECT seq FROM text_index WHERE field = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                        (field, field, self.cap),
-                    )
+                    # Keep the file bounded: what fell out of the ring is never read again. The trim
+                    # walks `cap` index entries, so it runs once per TRIM_EVERY texts, not per request.
+                    if self._since_trim[field] >= TRIM_EVERY:
+                        self._since_trim[field] = 0
+                        self._db.execute(
+                            "DELETE FROM text_index WHERE field = ? AND seq <= (SELECT seq FROM text_index "
+                            "WHERE field = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                            (field, field, self.cap),
+                        )
         return out
 
     def close(self) -> None:
