@@ -59,9 +59,8 @@ async def test_graceful_shutdown_finishes_in_flight_calls_and_says_not_serving(s
     assert {e.code() for e in refused} <= {grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE}
 
 
-async def test_a_full_queue_sheds_with_resource_exhausted(bundle_dir):
-    settings = Settings(host="127.0.0.1", port=0, bundle=bundle_dir, max_queue=1, _env_file=None)  # type: ignore[call-arg]
-    server = await _start(settings)
+async def test_a_full_queue_sheds_with_resource_exhausted(settings):
+    server = await _start(settings.model_copy(update={"max_queue": 1}))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.FraudScoringStub(channel)
