@@ -6,6 +6,8 @@
     ├── DeadlineExceededError     DEADLINE_EXCEEDED   the caller's deadline passed before scoring
     ├── BundleError               FAILED_PRECONDITION a model bundle is missing, tampered or unreadable
     ├── NotReadyError             UNAVAILABLE         the service is starting or shutting down
+    ├── IdempotencyConflictError  ALREADY_EXISTS      the application_id was scored with another payload
+    ├── UnknownApplicationError   NOT_FOUND           no decision is stored under the application_id
     └── ScoringFailedError        INTERNAL            a fault of ours; details only in the server log
 
 The core raises these; only `scoring.grpc_server` turns them into wire statuses, in one place.
@@ -55,3 +57,16 @@ class ScoringFailedError(FraudscoreError):
     """Scoring broke for reasons that are not the caller's; the message never carries data."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+class IdempotencyConflictError(FraudscoreError):
+    """The application_id was already scored with a different payload; the message names the id, never
+    the payload."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class UnknownApplicationError(FraudscoreError):
+    """No scoring decision is stored under the application_id (an outcome for it cannot be recorded)."""
+
+    code = grpc.StatusCode.NOT_FOUND

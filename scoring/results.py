@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scoring.explain import Reason
 from scoring.policy import Decision
 
 
@@ -22,6 +23,7 @@ class ScoreResult:
     degraded_reason: str = ""
     text_encoder: str = ""  # encoder identity; empty when the model uses no text
     text_provider: str = ""  # the ONNX Runtime provider that ran it
+    reasons: tuple[Reason, ...] = ()  # risk-raising reasons (TreeSHAP) for REVIEW and DECLINE
 
 
 @dataclass(frozen=True, slots=True)

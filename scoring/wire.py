@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from features.schema import FIELDS, FieldError
+from scoring.explain import Reason
 from scoring.results import ModelDescription, ScoreResult
 from scoring.v1 import scoring_pb2 as pb
 
@@ -90,6 +91,29 @@ def result_to_pb(result: ScoreResult) -> pb.ScoreResponse:
         degraded=result.degraded,
         degraded_reason=result.degraded_reason,
         text_model=pb.TextModelInfo(encoder=result.text_encoder, execution_provider=result.text_provider),
+        reasons=[reason_to_pb(r) for r in result.reasons],
+    )
+
+
+def feature_value(value: Any) -> str:
+    """A scored feature's value for people: numbers to 6 significant digits, missing as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def reason_to_pb(reason: Reason) -> pb.Reason:
+    return pb.Reason(
+        code=reason.code,
+        description=reason.description,
+        description_zh=reason.description_zh,
+        contribution=reason.contribution,
+        features=[
+            pb.FeatureContribution(name=f.name, value=feature_value(f.value), contribution=f.contribution)
+            for f in reason.features
+        ],
     )
 
 

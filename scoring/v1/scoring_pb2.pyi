@@ -628,26 +628,64 @@ class Reason(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_ZH_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Stable reason code, e.g. "R-PHONE-VELOCITY"."""
     description: _builtins.str
     """Human-readable, English."""
     contribution: _builtins.float
-    """Log-odds contribution towards fraud."""
+    """Log-odds contribution towards fraud (TreeSHAP, summed over its features)."""
+    description_zh: _builtins.str
+    """Human-readable, Chinese."""
+    @_builtins.property
+    def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureContribution]:
+        """The values behind the reason, largest effect first."""
+
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         description: _builtins.str = ...,
         contribution: _builtins.float = ...,
+        description_zh: _builtins.str = ...,
+        features: _abc.Iterable[Global___FeatureContribution] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "contribution", b"contribution", "description", b"description"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "contribution", b"contribution", "description", b"description", "description_zh", b"description_zh", "features", b"features"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
+
+@_typing.final
+class FeatureContribution(_message.Message):
+    """One feature's part in a score: its value as scored and its TreeSHAP contribution in log-odds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.str
+    """As scored; empty when the value was missing."""
+    contribution: _builtins.float
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+        contribution: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contribution", b"contribution", "name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureContribution: _TypeAlias = FeatureContribution  # noqa: Y015
 
 @_typing.final
 class TextModelInfo(_message.Message):

@@ -1,0 +1,446 @@
+"""The audit store: every scoring decision as it was answered, the outcomes officers record for it
+later, the review queue of the officers' page and the labelled rows that retraining reads back.
+
+The embedded default is one SQLite file in WAL mode with `synchronous=FULL`: `record` commits (and
+the WAL reaches the disk) before it returns, so a decision acknowledged to a caller survives a crash
+or power loss. `record` is also the idempotency check: a retry of an `application_id` with the same
+payload digest gets the stored decision back, a different payload is refused. The stored
+application is pseudonymised (`pseudonymise`): every field that `features.schema` marks as personal
+data is a keyed hash, so the file holds no personal data in clear.
+
+Concurrency: one connection behind a lock (the service calls from a worker thread); each write is
+one `BEGIN IMMEDIATE` transaction, so two processes sharing the file are safe too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import polars as pl
+
+from features.schema import CANONICAL_SCHEMA, FIELDS, PII_COLUMNS
+from scoring.errors import IdempotencyConflictError, UnknownApplicationError
+from scoring.results import ScoreResult
+
+# PRAGMA user_version of the file: 1 = decisions + outcome history
+FORMAT: Final = 1
+HASH_PREFIX: Final = "h:"
+Outcome = Literal["CONFIRMED_FRAUD", "LEGITIMATE", "UNKNOWN"]
+OUTCOMES: Final = ("CONFIRMED_FRAUD", "LEGITIMATE", "UNKNOWN")
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US: Final = dt.timedelta(microseconds=1)
+
+
+class AuditStoreError(RuntimeError):
+    """The audit store cannot be used as it is."""
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    application_id  TEXT    PRIMARY KEY,
+    payload_sha256  TEXT    NOT NULL,
+    received_us     INTEGER NOT NULL,  -- microseconds since the epoch (UTC)
+    product         TEXT    NOT NULL,
+    decision        TEXT    NOT NULL,
+    probability     REAL    NOT NULL,
+    score           INTEGER NOT NULL,
+    model_version   TEXT    NOT NULL,
+    text_encoder    TEXT    NOT NULL,
+    text_provider   TEXT    NOT NULL,
+    degraded        INTEGER NOT NULL,
+    degraded_reason TEXT    NOT NULL,
+    latency_ms      REAL    NOT NULL,
+    reasons         TEXT    NOT NULL,  -- JSON list of objects
+    features        TEXT    NOT NULL,  -- JSON object
+    application     TEXT    NOT NULL,  -- JSON object, pseudonymised
+    latest_outcome  INTEGER REFERENCES outcomes (id)  -- NULL until an officer records one
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    id              INTEGER PRIMARY KEY,
+    application_id  TEXT    NOT NULL REFERENCES decisions (application_id),
+    outcome         TEXT    NOT NULL CHECK (outcome IN ('CONFIRMED_FRAUD', 'LEGITIMATE', 'UNKNOWN')),
+    fraud_type      TEXT    NOT NULL,
+    reviewer        TEXT    NOT NULL,
+    note            TEXT    NOT NULL,
+    at_us           INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_by_application ON outcomes (application_id, at_us, id);
+CREATE INDEX IF NOT EXISTS decisions_by_score ON decisions (score DESC, received_us DESC);
+CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (received_us DESC);
+CREATE INDEX IF NOT EXISTS decisions_by_decision ON decisions (decision, score DESC, received_us DESC);
+CREATE INDEX IF NOT EXISTS decisions_unreviewed ON decisions (score DESC, received_us DESC)
+    WHERE latest_outcome IS NULL;
+"""
+_ORDER: Final = {
+    "score_desc": "score DESC, received_us DESC, application_id",
+    "time_desc": "received_us DESC, application_id",
+}
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value  # datetime is a date too
+
+
+def pseudonymise(row: Mapping[str, Any], secret: bytes) -> dict[str, Any]:
+    """The row with every personal field (`pii` in `features.schema`) replaced by
+    "h:" + HMAC-SHA256(secret, "column:value") in hex; absent values stay None (absence is a signal,
+    not personal data). Dates and datetimes become ISO strings; other columns (lender attributes
+    included) are kept as they are. The column is in the hashed text, so equal values in different
+    fields do not match."""
+    if not secret:
+        raise ValueError("the audit secret must not be empty")
+    out: dict[str, Any] = {}
+    for column, value in row.items():
+        text = _iso(value)
+        if column in PII_COLUMNS and text is not None:
+            text = HASH_PREFIX + hmac.new(secret, f"{column}:{text}".encode(), hashlib.sha256).hexdigest()
+        out[column] = text
+    return out
+
+
+def payload_digest(row: Mapping[str, Any]) -> str:
+    """SHA-256 of a canonical row (validated, so trimmed and typed) as JSON with sorted keys: the same
+    application sent twice has the same digest whatever the order of its fields."""
+    text = json.dumps({k: _iso(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One scoring decision as answered. `received_at` is timezone-aware; `application` is the
+    canonical row (pseudonymised by the store before it is written)."""
+
+    application_id: str
+    payload_sha256: str
+    received_at: dt.datetime
+    product: str
+    decision: str
+    probability: float
+    score: int
+    model_version: str
+    text_encoder: str
+    text_provider: str
+    degraded: bool
+    degraded_reason: str
+    latency_ms: float
+    reasons: Sequence[Mapping[str, Any]]
+    features: Mapping[str, float | str | None]
+    application: Mapping[str, Any]
+
+    @classmethod
+    def from_result(
+        cls,
+        result: ScoreResult,
+        *,
+        payload_sha256: str,
+        received_at: dt.datetime,
+        application: Mapping[str, Any],
+        features: Mapping[str, float | str | None],
+        reasons: Sequence[Mapping[str, Any]] | None = None,
+    ) -> AuditRecord:
+        """`reasons` default to the result's own, as plain dicts."""
+        if reasons is None:
+            reasons = [asdict(reason) for reason in result.reasons]
+        return cls(
+            application_id=result.application_id,
+            payload_sha256=payload_sha256,
+            received_at=received_at,
+            product=result.product,
+            decision=str(result.decision),
+            probability=result.probability,
+            score=result.score,
+            model_version=result.model_version,
+            text_encoder=result.text_encoder,
+            text_provider=result.text_provider,
+            degraded=result.degraded,
+            degraded_reason=result.degraded_reason,
+            latency_ms=result.latency_ms,
+            reasons=list(reasons),
+            features=dict(features),
+            application=dict(application),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    application_id: str
+    outcome: Outcome
+    fraud_type: str
+    reviewer: str
+    note: str
+    at: dt.datetime
+
+
+def _us(at: dt.datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError(f"times must be timezone-aware (got {at.isoformat()})")
+    return (at - _EPOCH) // _US
+
+
+def _time(us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=us)
+
+
+_NAMES: Final = tuple(f.name for f in fields(AuditRecord))
+_COLUMNS: Final = ", ".join("received_us" if name == "received_at" else name for name in _NAMES)
+_JSON: Final = ("reasons", "features", "application")
+
+
+def _plain(value: Any) -> Any:
+    """What json cannot write itself: read-only mappings and other sequences, dates."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return _iso(value) if isinstance(value, dt.date) else list(value)
+
+
+def _encode(rec: AuditRecord) -> list[Any]:
+    values = {name: getattr(rec, name) for name in _NAMES}
+    values |= {name: json.dumps(values[name], default=_plain) for name in _JSON}
+    values |= {"received_at": _us(rec.received_at), "decision": str(rec.decision)}
+    values["degraded"] = int(rec.degraded)
+    return list(values.values())
+
+
+def _record(row: Sequence[Any]) -> AuditRecord:
+    values = dict(zip(_NAMES, row, strict=True))
+    values |= {name: json.loads(values[name]) for name in _JSON}
+    values |= {"received_at": _time(values["received_at"]), "degraded": bool(values["degraded"])}
+    return AuditRecord(**values)
+
+
+class AuditStore:
+    """The audit store in one SQLite file (`":memory:"` for tests); see the module docstring."""
+
+    def __init__(self, path: Path | str, *, secret: bytes) -> None:
+        if not secret:
+            raise ValueError("the audit secret must not be empty")
+        self.path = str(path)
+        self._secret = secret
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit reaches the disk before record returns
+        self._db.execute("PRAGMA busy_timeout=10000")  # another process sharing the file
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._check_format()
+
+    def _check_format(self) -> None:
+        """Creates the tables in a new file; refuses a file written in another format."""
+        found = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if tables and found != FORMAT:
+            self._db.close()
+            raise AuditStoreError(
+                f"audit store {self.path} has format {found}, this version reads {FORMAT}: "
+                "point the service at another file, or migrate this one with the version that wrote it"
+            )
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {FORMAT}")
+
+    def record(self, rec: AuditRecord) -> tuple[AuditRecord, bool]:
+        """Stores a decision, committed before returning; returns (record as stored, True). For an
+        application_id already stored with the same payload digest, returns (the stored record,
+        False): the caller answers with that. A different payload raises IdempotencyConflictError."""
+        stored = replace(rec, application=pseudonymise(rec.application, self._secret))
+        values = _encode(stored)
+        with self._lock, self._transaction():
+            inserted = self._db.execute(
+                f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (application_id) DO NOTHING",
+                values,
+            ).rowcount
+            existing = None if inserted else self._get(rec.application_id)
+        if existing is None:
+            return _record(values), True  # as `get` will read it back
+        if existing.payload_sha256 != rec.payload_sha256:
+            raise IdempotencyConflictError(
+                f"application_id {rec.application_id!r} was already scored with a different payload: "
+                "a retry must resend the same application, a new application needs a new application_id"
+            )
+        return existing, False
+
+    def get(self, application_id: str) -> AuditRecord | None:
+        with self._lock:
+            return self._get(application_id)
+
+    def _get(self, application_id: str) -> AuditRecord | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM decisions WHERE application_id = ?", (application_id,)
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def record_outcome(
+        self,
+        application_id: str,
+        outcome: Outcome,
+        *,
+        fraud_type: str = "",
+        reviewer: str,
+        note: str = "",
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Adds an outcome to the application's history; the latest (by `at`, then by recording
+        order) is its label. An officer corrects an outcome by recording another."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)} (got {outcome!r})")
+        at_us = _us(at or dt.datetime.now(dt.UTC))
+        with self._lock, self._transaction():
+            known = self._db.execute("SELECT 1 FROM decisions WHERE application_id = ?", (application_id,))
+            if known.fetchone() is None:
+                raise UnknownApplicationError(f"no decision is stored for application_id {application_id!r}")
+            self._db.execute(
+                "INSERT INTO outcomes (application_id, outcome, fraud_type, reviewer, note, at_us) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (application_id, outcome, fraud_type, reviewer, note, at_us),
+            )
+            self._db.execute(
+                "UPDATE decisions SET latest_outcome = (SELECT id FROM outcomes WHERE application_id = ?1 "
+                "ORDER BY at_us DESC, id DESC LIMIT 1) WHERE application_id = ?1",
+                (application_id,),
+            )
+
+    def outcome_of(self, application_id: str) -> OutcomeRecord | None:
+        """The latest outcome recorded for the application, None if none was."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT o.application_id, o.outcome, o.fraud_type, o.reviewer, o.note, o.at_us "
+                "FROM decisions d JOIN outcomes o ON o.id = d.latest_outcome WHERE d.application_id = ?",
+                (application_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        app, outcome, fraud_type, reviewer, note, at_us = row
+        return OutcomeRecord(app, outcome, fraud_type, reviewer, note, _time(at_us))
+
+    def list_decisions(
+        self,
+        *,
+        decisions: Sequence[str] = (),
+        products: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        min_score: int | None = None,
+        order: Literal["score_desc", "time_desc"] = "score_desc",
+        limit: int = 100,
+        offset: int = 0,
+        unreviewed_only: bool = False,
+    ) -> list[AuditRecord]:
+        """The review queue: decisions received in [since, until), filtered and sorted; unreviewed
+        means no outcome recorded yet (an UNKNOWN outcome counts as reviewed)."""
+        if order not in _ORDER:
+            raise ValueError(f"order must be one of {', '.join(_ORDER)} (got {order!r})")
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0 (got {limit}, {offset})")
+        where, params = self._filters(decisions, products, since, until)
+        if min_score is not None:
+            where.append("score >= ?")
+            params.append(int(min_score))
+        if unreviewed_only:
+            where.append("latest_outcome IS NULL")
+        sql = f"SELECT {_COLUMNS} FROM decisions WHERE {' AND '.join(where) or '1'} ORDER BY {_ORDER[order]} "
+        with self._lock:
+            rows = self._db.execute(sql + "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+        return [_record(row) for row in rows]
+
+    @staticmethod
+    def _filters(
+        decisions: Sequence[str],
+        products: Sequence[str],
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+    ) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, values in (("decision", decisions), ("product", products)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params += [str(v) for v in values]
+        if since is not None:
+            where.append("received_us >= ?")
+            params.append(_us(since))
+        if until is not None:
+            where.append("received_us < ?")
+            params.append(_us(until))
+        return where, params
+
+    def labelled(
+        self,
+        *,
+        products: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> pl.DataFrame:
+        """The stored applications whose latest outcome is CONFIRMED_FRAUD or LEGITIMATE, as a canonical
+        frame plus `is_fraud` (Int8, 1/0) and `fraud_type` ("none" for legitimate, "unspecified" when
+        the officer gave none), in order of receipt.
+
+        The rows are pseudonymised: personal fields (names, date of birth, national id, phone, email,
+        address line, employer, IP, device, bank account, free texts) are keyed hashes (String
+        columns), so features computed from their content (email domain, age, name/email similarity,
+        text signals, history keys) cannot be recomputed from this frame. Retraining on it needs a
+        feature set without those, or joining the lender's own clear data by application_id.
+        """
+        where, params = self._filters((), products, since, until)
+        where.append("o.outcome IN ('CONFIRMED_FRAUD', 'LEGITIMATE')")
+        sql = (
+            "SELECT d.application, o.outcome, o.fraud_type FROM decisions d "
+            f"JOIN outcomes o ON o.id = d.latest_outcome WHERE {' AND '.join(where)} "
+            "ORDER BY d.received_us, d.application_id"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        schema: dict[str, pl.DataType] = {
+            f.column: pl.String() if f.pii else CANONICAL_SCHEMA[f.column] for f in FIELDS
+        }
+        records = []
+        for application, outcome, fraud_type in rows:
+            row = json.loads(application)
+            if row.get("submitted_at") is not None:
+                row["submitted_at"] = dt.datetime.fromisoformat(row["submitted_at"])
+            fraud = outcome == "CONFIRMED_FRAUD"
+            row["is_fraud"] = int(fraud)
+            row["fraud_type"] = (fraud_type or "unspecified") if fraud else "none"
+            records.append(row)
+        schema |= {"is_fraud": pl.Int8(), "fraud_type": pl.String()}
+        if not records:
+            return pl.DataFrame(schema=schema)
+        return pl.from_dicts(records, schema_overrides=schema, infer_schema_length=None)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception; the caller holds the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
