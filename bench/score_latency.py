@@ -85,6 +85,8 @@ def start_server(bundle: Path | None, state: Path) -> tuple[subprocess.Popen[str
         "FRAUDSCORE_LOG_LEVEL": "WARNING",
         "FRAUDSCORE_HISTORY_PATH": str(state / "history.sqlite"),
         "FRAUDSCORE_TEXT_INDEX_PATH": str(state / "text-index.sqlite"),
+        # A fresh audit store: the same application ids again would be answered from the record.
+        "FRAUDSCORE_AUDIT_PATH": str(state / "audit.sqlite"),
     }
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None

@@ -82,6 +82,10 @@ class HistoryStore(Protocol):
         each seeing only earlier applications; then (if `record`) appends them."""
         ...
 
+    def record_outcomes(self, outcomes: Iterable[tuple[str, bool, int]]) -> int:
+        """Records (application id, confirmed fraud, known at µs)."""
+        ...
+
     def close(self) -> None: ...
 
 

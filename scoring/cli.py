@@ -207,6 +207,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from features.history_store import SQLiteHistoryStore
     from features.text.encoder import EncoderError
     from scoring import logs
+    from scoring.audit import AuditStore
     from scoring.errors import BundleError
     from scoring.grpc_server import serve_forever
     from scoring.model import ScoringModel
@@ -234,13 +235,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     store = SQLiteHistoryStore(settings.resolved_history_path())
+    audit = AuditStore(settings.resolved_audit_path(), secret=settings.audit_secret())
     try:
         service = ScoringService(
-            model, settings, history=store, history_secret=settings.resolved_history_secret(), text=text
+            model,
+            settings,
+            history=store,
+            history_secret=settings.resolved_history_secret(),
+            text=text,
+            audit=audit,
         )
         asyncio.run(serve_forever(service, settings, ready))
     finally:
         store.close()
+        audit.close()
         if text is not None:
             text.close()
     return 0

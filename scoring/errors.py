@@ -2,6 +2,7 @@
 
     FraudscoreError
     ├── InvalidApplicationError   INVALID_ARGUMENT    the request names the bad field and why
+    ├── InvalidRequestError       INVALID_ARGUMENT    another request (an outcome) names its bad field
     ├── OverloadedError           RESOURCE_EXHAUSTED  the queue is full; retry with backoff
     ├── DeadlineExceededError     DEADLINE_EXCEEDED   the caller's deadline passed before scoring
     ├── BundleError               FAILED_PRECONDITION a model bundle is missing, tampered or unreadable
@@ -35,6 +36,10 @@ class InvalidApplicationError(FraudscoreError):
     @classmethod
     def from_validation(cls, error: ValidationError) -> InvalidApplicationError:
         return cls(str(error))
+
+
+class InvalidRequestError(FraudscoreError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class OverloadedError(FraudscoreError):

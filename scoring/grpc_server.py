@@ -84,6 +84,18 @@ class FraudScoringServicer:
 
         return await _unary(context, "GetModelInfo", call())
 
+    async def ReportOutcome(
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReportOutcomeResponse:
+        async def call() -> pb.ReportOutcomeResponse:
+            arguments = wire.outcome_from_pb(_parse(pb.ReportOutcomeRequest, data))
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.service.report_outcome(**arguments)
+            )
+            return pb.ReportOutcomeResponse()
+
+        return await _unary(context, "ReportOutcome", call())
+
     async def _batch_item(self, index: int, data: bytes, timeout: float | None) -> pb.ScoreBatchItem:
         try:
             response = await self._score(_parse(pb.ScoreRequest, data), timeout)
@@ -141,6 +153,7 @@ class FraudScoringServicer:
             "Score": pb.ScoreResponse.SerializeToString,
             "GetModelInfo": pb.ModelInfo.SerializeToString,
             "ScoreBatch": pb.ScoreBatchItem.SerializeToString,
+            "ReportOutcome": pb.ReportOutcomeResponse.SerializeToString,
         }
         methods: dict[str, grpc.RpcMethodHandler] = {
             "Score": grpc.unary_unary_rpc_method_handler(self.Score, response_serializer=serialize["Score"]),
@@ -149,6 +162,9 @@ class FraudScoringServicer:
             ),
             "ScoreBatch": grpc.stream_stream_rpc_method_handler(
                 self.ScoreBatch, response_serializer=serialize["ScoreBatch"]
+            ),
+            "ReportOutcome": grpc.unary_unary_rpc_method_handler(
+                self.ReportOutcome, response_serializer=serialize["ReportOutcome"]
             ),
         }
         return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)

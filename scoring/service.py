@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -26,13 +27,17 @@ import polars as pl
 from features.history import entity_key_rows, history_frame
 from features.history_store import HistoryStore
 from features.schema import ATTRIBUTE_PREFIX, FieldError, ValidationError, validate_row
+from scoring.audit import AuditRecord, AuditStore, Outcome, payload_digest
 from scoring.errors import (
     DeadlineExceededError,
+    FraudscoreError,
+    IdempotencyConflictError,
     InvalidApplicationError,
     NotReadyError,
     OverloadedError,
     ScoringFailedError,
 )
+from scoring.explain import FeatureContribution, Reason
 from scoring.model import ScoringModel
 from scoring.policy import Decision
 from scoring.results import ModelDescription, ScoreResult
@@ -48,6 +53,8 @@ class _Pending:
     future: asyncio.Future[ScoreResult]
     received: float  # time.perf_counter() when the request arrived
     deadline: float | None  # time.perf_counter() by which the caller stops waiting
+    digest: str = ""  # of the canonical application: the idempotency check
+    received_at: dt.datetime | None = None  # wall clock, for the audit record
 
 
 class ScoringService:
@@ -59,6 +66,7 @@ class ScoringService:
         history: HistoryStore | None = None,
         history_secret: bytes = b"",
         text: TextRuntime | None = None,
+        audit: AuditStore | None = None,
     ) -> None:
         if model.uses_history and (history is None or not history_secret):
             raise ValueError("this model uses history features: give the service a history store and its key")
@@ -68,6 +76,7 @@ class ScoringService:
             )
         self.model = model
         self.text = text
+        self.audit = audit
         self.settings = settings
         self.history = history
         self._secret = history_secret
@@ -137,9 +146,20 @@ class ScoringService:
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
             raise NotReadyError("the scoring service is not running")
+        digest = payload_digest(row)
+        if self.audit is not None:
+            stored = self.audit.get(row["application_id"])
+            if stored is not None:  # a retry: the decision on record, never a second one
+                _check_same(stored, digest)
+                return result_from_record(stored)
         loop = asyncio.get_running_loop()
         pending = _Pending(
-            row, loop.create_future(), received, None if timeout is None else received + timeout
+            row,
+            loop.create_future(),
+            received,
+            None if timeout is None else received + timeout,
+            digest,
+            dt.datetime.now(dt.UTC),
         )
         try:
             self._queue.put_nowait(pending)
@@ -217,6 +237,10 @@ class ScoringService:
                     else:
                         debug = log.isEnabledFor(logging.DEBUG)
                         for p, r in zip(live, results, strict=True):
+                            if isinstance(r, FraudscoreError):
+                                if not p.future.done():
+                                    p.future.set_exception(r)
+                                continue
                             if not p.future.done():
                                 p.future.set_result(r)
                             if debug:  # ids, decision and timing only: never application data
@@ -277,7 +301,7 @@ class ScoringService:
             return None, [], reasons
         return text, rich, reasons
 
-    def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult]:
+    def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult | FraudscoreError]:
         frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
         keys = entity_key_rows(frame, self._secret) if self._secret else None
         history = None
@@ -288,7 +312,7 @@ class ScoringService:
         groups = [(rich, text)] if self.text is not None else [(list(range(len(batch))), None)]
         if self.text is not None and reasons:
             groups.append((sorted(reasons), None))
-        results: list[ScoreResult | None] = [None] * len(batch)
+        results: list[ScoreResult | FraudscoreError | None] = [None] * len(batch)
         info = self.text.info if self.text is not None else None
         for rows, text_part in groups:
             if not rows:
@@ -302,6 +326,7 @@ class ScoringService:
             # Reasons inline only where a decision needs them (REVIEW, DECLINE): TreeSHAP costs
             # about 1.4 ms a row, against 0.05 ms for the score.
             flagged = [j for j, d in enumerate(scores.decisions) if d is not Decision.APPROVE]
+            feature_rows = scores.features.to_dicts() if self.audit is not None else []
             explained = dict(zip(flagged, scores.explain(flagged, threads=self.model.threads), strict=True))
             done = time.perf_counter()
             for j, i in enumerate(rows):
@@ -320,4 +345,82 @@ class ScoringService:
                     text_provider=info.provider if info and i not in reasons else "",
                     reasons=explained[j].risk_raising() if j in explained else (),
                 )
+                if self.audit is not None:
+                    results[i] = self._on_record(p, results[i], feature_rows[j])  # type: ignore[arg-type]
         return [r for r in results if r is not None]
+
+    def _on_record(
+        self, p: _Pending, result: ScoreResult, features: dict[str, Any]
+    ) -> ScoreResult | FraudscoreError:
+        """Commits the decision (durably) before anyone hears of it. A concurrent duplicate that won
+        the race is answered with the stored decision; a store failure fails the batch (INTERNAL):
+        a decision that is not on record is never acknowledged."""
+        assert self.audit is not None and p.received_at is not None
+        record = AuditRecord.from_result(
+            result, payload_sha256=p.digest, received_at=p.received_at, application=p.row, features=features
+        )
+        try:
+            stored, new = self.audit.record(record)
+        except IdempotencyConflictError as exc:
+            return exc
+        return result if new else result_from_record(stored)
+
+    def report_outcome(
+        self,
+        application_id: str,
+        outcome: Outcome,
+        *,
+        fraud_type: str = "",
+        reviewer: str,
+        note: str = "",
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Records a case's outcome in the audit store (the next model's label) and, for confirmed
+        fraud or legitimate, in the history store (the earlier-confirmed-fraud features)."""
+        if self.audit is None:
+            raise NotReadyError("no audit store: outcomes cannot be recorded")
+        at = at or dt.datetime.now(dt.UTC)
+        self.audit.record_outcome(
+            application_id, outcome, fraud_type=fraud_type, reviewer=reviewer, note=note, at=at
+        )
+        if self.history is not None and outcome != "UNKNOWN":
+            known_at = int(at.timestamp() * 1_000_000)
+            self.history.record_outcomes([(application_id, outcome == "CONFIRMED_FRAUD", known_at)])
+
+
+def _check_same(stored: AuditRecord, digest: str) -> None:
+    if stored.payload_sha256 != digest:
+        raise IdempotencyConflictError(
+            f"application_id {stored.application_id!r} was already scored with a different application; "
+            "a changed application needs a new application_id"
+        )
+
+
+def result_from_record(record: AuditRecord) -> ScoreResult:
+    """The answer a stored decision gave, for a retry."""
+    return ScoreResult(
+        application_id=record.application_id,
+        product=record.product,
+        probability=record.probability,
+        score=record.score,
+        decision=Decision(record.decision),
+        model_version=record.model_version,
+        latency_ms=record.latency_ms,
+        degraded=record.degraded,
+        degraded_reason=record.degraded_reason,
+        text_encoder=record.text_encoder,
+        text_provider=record.text_provider,
+        reasons=tuple(
+            Reason(
+                code=r["code"],
+                description=r["description"],
+                description_zh=r["description_zh"],
+                contribution=float(r["contribution"]),
+                features=tuple(
+                    FeatureContribution(f["name"], f["value"], float(f["contribution"]))
+                    for f in r["features"]
+                ),
+            )
+            for r in record.reasons
+        ),
+    )

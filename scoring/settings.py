@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     Unset: a random key is made on first start and kept in `data_dir/history.key` (mode 0600).
     Replicas sharing a history store must share the key."""
 
+    audit_path: Path | None = None
+    """SQLite file of the audit store: every decision, committed before it is answered, personal
+    fields pseudonymised; outcomes. Default: `data_dir/audit.sqlite`."""
     encoder_dir: Path | None = None
     """Text encoder directory (`fraudscore encoder build`). Default: `data_dir/encoder`, built from
     the packaged all-MiniLM-L6-v2 on first start when missing."""
@@ -87,6 +90,17 @@ class Settings(BaseSettings):
 
     def resolved_bundle(self) -> Path:
         return self.bundle if self.bundle is not None else self.data_dir / "demo-bundle"
+
+    def resolved_audit_path(self) -> Path:
+        return self.audit_path if self.audit_path is not None else self.data_dir / "audit.sqlite"
+
+    def audit_secret(self) -> bytes:
+        """The key of the audit store's pseudonyms: derived from the history key (one secret to keep),
+        so an audit pseudonym never equals a history key's hash."""
+        import hashlib
+        import hmac
+
+        return hmac.new(self.resolved_history_secret(), b"fraudscore-audit", hashlib.sha256).digest()
 
     def resolved_encoder_dir(self) -> Path:
         return self.encoder_dir if self.encoder_dir is not None else self.data_dir / "encoder"

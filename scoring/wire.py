@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from features.schema import FIELDS, FieldError
+from scoring.errors import InvalidRequestError
 from scoring.explain import Reason
 from scoring.results import ModelDescription, ScoreResult
 from scoring.v1 import scoring_pb2 as pb
@@ -176,3 +177,36 @@ def application_to_pb(row: dict[str, Any], attributes: dict[str, Any] | None = N
         else:
             app.attributes[key].text = str(value)
     return app
+
+
+_OUTCOMES = {
+    pb.OUTCOME_CONFIRMED_FRAUD: "CONFIRMED_FRAUD",
+    pb.OUTCOME_LEGITIMATE: "LEGITIMATE",
+    pb.OUTCOME_UNKNOWN: "UNKNOWN",
+}
+
+
+def outcome_from_pb(request: pb.ReportOutcomeRequest) -> dict[str, Any]:
+    """The arguments of `ScoringService.report_outcome`; raises InvalidRequestError naming every
+    bad field (never echoing the note)."""
+    problems = []
+    if not request.application_id:
+        problems.append("application_id is required")
+    if request.outcome not in _OUTCOMES:
+        problems.append("outcome must be CONFIRMED_FRAUD, LEGITIMATE or UNKNOWN")
+    if not request.reviewer.strip():
+        problems.append("reviewer is required")
+    for name, limit in (("application_id", 128), ("reviewer", 128), ("fraud_type", 64), ("note", 2000)):
+        if len(getattr(request, name)) > limit:
+            problems.append(f"{name} must be at most {limit:,} characters")
+    if problems:
+        raise InvalidRequestError("; ".join(problems))
+    at = request.concluded_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("concluded_at") else None
+    return {
+        "application_id": request.application_id,
+        "outcome": _OUTCOMES[request.outcome],
+        "fraud_type": request.fraud_type,
+        "reviewer": request.reviewer.strip(),
+        "note": request.note,
+        "at": at,
+    }

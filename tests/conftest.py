@@ -5,6 +5,7 @@ gRPC server on a free port with an async stub."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from google.protobuf import json_format
 
 from features.history_store import SQLiteHistoryStore
 from features.text.export import build_encoder, default_source
+from scoring.audit import AuditStore
 from scoring.dataset import load_dataset
 from scoring.grpc_server import Server
 from scoring.model import ScoringModel
@@ -119,8 +121,14 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     model = ScoringModel.load(settings.resolved_bundle(), threads=settings.model_threads)
     store = SQLiteHistoryStore(settings.resolved_history_path())
     text = TextRuntime(model, settings)
+    audit = AuditStore(settings.resolved_audit_path(), secret=settings.audit_secret())
     service = ScoringService(
-        model, settings, history=store, history_secret=settings.resolved_history_secret(), text=text
+        model,
+        settings,
+        history=store,
+        history_secret=settings.resolved_history_secret(),
+        text=text,
+        audit=audit,
     )
     srv = Server(service, settings)
     await srv.start()
@@ -128,6 +136,7 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     await srv.stop(grace=1.0)
     store.close()
     text.close()
+    audit.close()
 
 
 @pytest.fixture(scope="session")
@@ -146,8 +155,12 @@ def example(name: str) -> dict[str, Any]:
 
 
 def application(name: str = "consumer-application.json", **changes: Any) -> pb.LoanApplication:
-    """An example application with dotted-path changes applied, e.g. **{"loan.amount": -5}."""
+    """An example application with dotted-path changes applied, e.g. **{"loan.amount": -5}.
+
+    Each call gets a fresh application_id unless one is given: the service is idempotent on it, so
+    two different applications under one id would be refused (ALREADY_EXISTS)."""
     data = example(name)
+    data["application_id"] = f"T-{uuid.uuid4().hex[:16]}"
     for path, value in changes.items():
         node = data
         *parents, leaf = path.split(".")

@@ -186,6 +186,27 @@ DECISION_DECLINE: Decision.ValueType  # 3
 """Refuse on fraud grounds."""
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
 
+class _Outcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Outcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OUTCOME_UNSPECIFIED: _Outcome.ValueType  # 0
+    OUTCOME_CONFIRMED_FRAUD: _Outcome.ValueType  # 1
+    OUTCOME_LEGITIMATE: _Outcome.ValueType  # 2
+    OUTCOME_UNKNOWN: _Outcome.ValueType  # 3
+    """Investigated, not resolved."""
+
+class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
+
+OUTCOME_UNSPECIFIED: Outcome.ValueType  # 0
+OUTCOME_CONFIRMED_FRAUD: Outcome.ValueType  # 1
+OUTCOME_LEGITIMATE: Outcome.ValueType  # 2
+OUTCOME_UNKNOWN: Outcome.ValueType  # 3
+"""Investigated, not resolved."""
+Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
+
 @_typing.final
 class Address(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -989,3 +1010,60 @@ class ModelInfo(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelInfo: _TypeAlias = ModelInfo  # noqa: Y015
+
+@_typing.final
+class ReportOutcomeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    FRAUD_TYPE_FIELD_NUMBER: _builtins.int
+    REVIEWER_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CONCLUDED_AT_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    """Required: a scored application."""
+    outcome: Global___Outcome.ValueType
+    """Required."""
+    fraud_type: _builtins.str
+    """e.g. "synthetic_identity"; for CONFIRMED_FRAUD. Max 64 characters."""
+    reviewer: _builtins.str
+    """Who concluded it (an officer or system id). Required, max 128 characters."""
+    note: _builtins.str
+    """Free text, max 2,000 characters. Do not put personal data in it."""
+    @_builtins.property
+    def concluded_at(self) -> _timestamp_pb2.Timestamp:
+        """Default: when received."""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        outcome: Global___Outcome.ValueType = ...,
+        fraud_type: _builtins.str = ...,
+        reviewer: _builtins.str = ...,
+        note: _builtins.str = ...,
+        concluded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["concluded_at", b"concluded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "concluded_at", b"concluded_at", "fraud_type", b"fraud_type", "note", b"note", "outcome", b"outcome", "reviewer", b"reviewer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportOutcomeRequest: _TypeAlias = ReportOutcomeRequest  # noqa: Y015
+
+@_typing.final
+class ReportOutcomeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportOutcomeResponse: _TypeAlias = ReportOutcomeResponse  # noqa: Y015

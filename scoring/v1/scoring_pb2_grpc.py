@@ -50,6 +50,11 @@ class FraudScoringStub:
                 request_serializer=scoring_dot_v1_dot_scoring__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=scoring_dot_v1_dot_scoring__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.ReportOutcome = channel.unary_unary(
+                '/fraudscore.v1.FraudScoring/ReportOutcome',
+                request_serializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeRequest.SerializeToString,
+                response_deserializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeResponse.FromString,
+                _registered_method=True)
 
 
 class FraudScoringServicer:
@@ -57,7 +62,9 @@ class FraudScoringServicer:
     """
 
     def Score(self, request, context):
-        """Scores one application. Idempotent on `application.application_id`.
+        """Scores one application. Idempotent on `application.application_id`: a retry with the same
+        application gets the stored decision; the same id with a different application is refused
+        with ALREADY_EXISTS. A decision is on record (audit store) before it is answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +80,14 @@ class FraudScoringServicer:
 
     def GetModelInfo(self, request, context):
         """What model is loaded: version, features, thresholds, training metrics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportOutcome(self, request, context):
+        """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
+        for an application_id that was never scored. Each call is kept; the latest counts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +110,11 @@ def add_FraudScoringServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=scoring_dot_v1_dot_scoring__pb2.GetModelInfoRequest.FromString,
                     response_serializer=scoring_dot_v1_dot_scoring__pb2.ModelInfo.SerializeToString,
+            ),
+            'ReportOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcome,
+                    request_deserializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeRequest.FromString,
+                    response_serializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +199,33 @@ class FraudScoring:
             '/fraudscore.v1.FraudScoring/GetModelInfo',
             scoring_dot_v1_dot_scoring__pb2.GetModelInfoRequest.SerializeToString,
             scoring_dot_v1_dot_scoring__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fraudscore.v1.FraudScoring/ReportOutcome',
+            scoring_dot_v1_dot_scoring__pb2.ReportOutcomeRequest.SerializeToString,
+            scoring_dot_v1_dot_scoring__pb2.ReportOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

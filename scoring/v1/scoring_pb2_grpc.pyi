@@ -40,13 +40,20 @@ class FraudScoringStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FraudScoringAsyncStub: ...
     Score: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreResponse]
-    """Scores one application. Idempotent on `application.application_id`."""
+    """Scores one application. Idempotent on `application.application_id`: a retry with the same
+    application gets the stored decision; the same id with a different application is refused
+    with ALREADY_EXISTS. A decision is on record (audit store) before it is answered.
+    """
     ScoreBatch: _grpc.StreamStreamMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreBatchItem]
     """Bulk scoring (re-scoring a portfolio, back-testing): one response per request, in order.
     A request that fails validation yields a response with `error` set; the stream goes on.
     """
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.GetModelInfoRequest, _scoring_pb2.ModelInfo]
     """What model is loaded: version, features, thresholds, training metrics."""
+    ReportOutcome: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ReportOutcomeRequest, _scoring_pb2.ReportOutcomeResponse]
+    """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
+    for an application_id that was never scored. Each call is kept; the latest counts.
+    """
 
 @_typing.type_check_only
 class FraudScoringAsyncStub(FraudScoringStub):
@@ -54,13 +61,20 @@ class FraudScoringAsyncStub(FraudScoringStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Score: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreResponse]  # type: ignore[assignment]
-    """Scores one application. Idempotent on `application.application_id`."""
+    """Scores one application. Idempotent on `application.application_id`: a retry with the same
+    application gets the stored decision; the same id with a different application is refused
+    with ALREADY_EXISTS. A decision is on record (audit store) before it is answered.
+    """
     ScoreBatch: _aio.StreamStreamMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreBatchItem]  # type: ignore[assignment]
     """Bulk scoring (re-scoring a portfolio, back-testing): one response per request, in order.
     A request that fails validation yields a response with `error` set; the stream goes on.
     """
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_scoring_pb2.GetModelInfoRequest, _scoring_pb2.ModelInfo]  # type: ignore[assignment]
     """What model is loaded: version, features, thresholds, training metrics."""
+    ReportOutcome: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ReportOutcomeRequest, _scoring_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
+    """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
+    for an application_id that was never scored. Each call is kept; the latest counts.
+    """
 
 class FraudScoringServicer(metaclass=_abc_1.ABCMeta):
     """Scores loan applications for fraud risk."""
@@ -71,7 +85,10 @@ class FraudScoringServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.ScoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.ScoreResponse, _abc.Awaitable[_scoring_pb2.ScoreResponse]]:
-        """Scores one application. Idempotent on `application.application_id`."""
+        """Scores one application. Idempotent on `application.application_id`: a retry with the same
+        application gets the stored decision; the same id with a different application is refused
+        with ALREADY_EXISTS. A decision is on record (audit store) before it is answered.
+        """
 
     @_abc_1.abstractmethod
     def ScoreBatch(
@@ -90,5 +107,15 @@ class FraudScoringServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.ModelInfo, _abc.Awaitable[_scoring_pb2.ModelInfo]]:
         """What model is loaded: version, features, thresholds, training metrics."""
+
+    @_abc_1.abstractmethod
+    def ReportOutcome(
+        self,
+        request: _scoring_pb2.ReportOutcomeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.ReportOutcomeResponse, _abc.Awaitable[_scoring_pb2.ReportOutcomeResponse]]:
+        """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
+        for an application_id that was never scored. Each call is kept; the latest counts.
+        """
 
 def add_FraudScoringServicer_to_server(servicer: FraudScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

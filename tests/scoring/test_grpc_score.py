@@ -22,7 +22,7 @@ async def refused(stub, app: pb.LoanApplication) -> str:
 
 
 async def test_consumer_application_is_scored(stub):
-    app = application(attributes=None)
+    app = application(application_id="LOS-2026-000123", attributes=None)
     app.attributes["bureau_score"].number = 710
     app.attributes["branch_region"].text = "OR"
     response = await stub.Score(pb.ScoreRequest(application=app), timeout=10)

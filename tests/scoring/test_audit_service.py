@@ -1,0 +1,113 @@
+"""The audit trail through the real gRPC surface: every decision on record before it is answered,
+retries answered from the record, conflicting reuse of an id refused, outcomes recorded as labels."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import grpc
+import pytest
+
+from scoring.audit import AuditStore
+from scoring.v1 import scoring_pb2 as pb
+from tests.conftest import application
+
+
+@pytest.fixture
+def audit(settings):
+    store = AuditStore(settings.resolved_audit_path(), secret=settings.audit_secret())
+    yield store
+    store.close()
+
+
+def _rows(settings, application_id: str) -> int:
+    with sqlite3.connect(settings.resolved_audit_path()) as db:
+        return db.execute(
+            "SELECT count(*) FROM decisions WHERE application_id = ?", (application_id,)
+        ).fetchone()[0]
+
+
+async def test_a_decision_is_on_record_when_answered_and_a_retry_gets_the_same_answer(stub, settings, audit):
+    app = application()
+    first = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    stored = audit.get(app.application_id)  # another connection: committed, not just cached
+    assert stored is not None and stored.decision == pb.Decision.Name(first.decision).removeprefix(
+        "DECISION_"
+    )
+    assert stored.probability == first.fraud_probability and stored.model_version == first.model_version
+    assert stored.application["phone"].startswith("h:")  # personal fields pseudonymised
+    retry = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    assert retry == first
+    assert _rows(settings, app.application_id) == 1
+
+
+async def test_concurrent_duplicates_get_one_decision(stub, settings):
+    app = application()
+    answers = await asyncio.gather(
+        *(stub.Score(pb.ScoreRequest(application=app), timeout=10) for _ in range(6))
+    )
+    assert all(a == answers[0] for a in answers)
+    assert _rows(settings, app.application_id) == 1
+
+
+async def test_the_same_id_with_another_application_is_refused(stub):
+    app = application()
+    await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    changed = application(application_id=app.application_id, **{"loan.amount": 99_000})
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Score(pb.ScoreRequest(application=changed), timeout=10)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert app.application_id in info.value.details()
+    assert "99000" not in info.value.details()
+
+
+async def test_outcomes_become_labels_and_feed_the_history(stub, settings, audit):
+    app = application()
+    await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    await stub.ReportOutcome(
+        pb.ReportOutcomeRequest(
+            application_id=app.application_id,
+            outcome=pb.OUTCOME_CONFIRMED_FRAUD,
+            fraud_type="synthetic_identity",
+            reviewer="officer-7",
+        ),
+        timeout=10,
+    )
+    outcome = audit.outcome_of(app.application_id)
+    assert outcome is not None and outcome.outcome == "CONFIRMED_FRAUD" and outcome.reviewer == "officer-7"
+    labelled = audit.labelled()
+    row = labelled.filter(labelled["application_id"] == app.application_id)
+    assert row.height == 1 and row["is_fraud"][0] == 1 and row["fraud_type"][0] == "synthetic_identity"
+    with sqlite3.connect(settings.resolved_history_path()) as db:
+        assert db.execute("SELECT fraud FROM outcomes WHERE app = ?", (app.application_id,)).fetchone() == (
+            1,
+        )
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code", "message"),
+    [
+        (
+            {"application_id": "NEVER-SCORED", "outcome": pb.OUTCOME_LEGITIMATE, "reviewer": "o"},
+            "NOT_FOUND",
+            "NEVER-SCORED",
+        ),
+        (
+            {"application_id": "X", "outcome": pb.OUTCOME_LEGITIMATE},
+            "INVALID_ARGUMENT",
+            "reviewer is required",
+        ),
+        ({"application_id": "X", "reviewer": "o"}, "INVALID_ARGUMENT", "outcome must be CONFIRMED_FRAUD"),
+        (
+            {"application_id": "X", "outcome": 1, "reviewer": "o", "note": "n" * 2001},
+            "INVALID_ARGUMENT",
+            "note must be at most 2,000",
+        ),
+    ],
+)
+async def test_bad_outcome_reports_are_refused_clearly(stub, request_fields, code, message):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ReportOutcome(pb.ReportOutcomeRequest(**request_fields), timeout=10)
+    assert info.value.code().name == code
+    assert message in info.value.details()
