@@ -253,23 +253,43 @@ class AuditStore:
         """Stores a decision, committed before returning; returns (record as stored, True). For an
         application_id already stored with the same payload digest, returns (the stored record,
         False): the caller answers with that. A different payload raises IdempotencyConflictError."""
-        stored = replace(rec, application=pseudonymise(rec.application, self._secret))
-        values = _encode(stored)
+        (result,) = self.record_many([rec])
+        if isinstance(result, IdempotencyConflictError):
+            raise result
+        return result
+
+    def record_many(
+        self, records: Sequence[AuditRecord]
+    ) -> list[tuple[AuditRecord, bool] | IdempotencyConflictError]:
+        """`record` for a micro-batch in one transaction: one commit (one wait for the disk) for
+        all. Each item is what `record` would return, or the conflict it would raise."""
+        encoded = [
+            _encode(replace(r, application=pseudonymise(r.application, self._secret))) for r in records
+        ]
+        existing: list[AuditRecord | None] = []
         with self._lock, self._transaction():
-            inserted = self._db.execute(
-                f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
-                "ON CONFLICT (application_id) DO NOTHING",
-                values,
-            ).rowcount
-            existing = None if inserted else self._get(rec.application_id)
-        if existing is None:
-            return _record(values), True  # as `get` will read it back
-        if existing.payload_sha256 != rec.payload_sha256:
-            raise IdempotencyConflictError(
-                f"application_id {rec.application_id!r} was already scored with a different payload: "
-                "a retry must resend the same application, a new application needs a new application_id"
-            )
-        return existing, False
+            for rec, values in zip(records, encoded, strict=True):
+                inserted = self._db.execute(
+                    f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                    "ON CONFLICT (application_id) DO NOTHING",
+                    values,
+                ).rowcount
+                existing.append(None if inserted else self._get(rec.application_id))
+        out: list[tuple[AuditRecord, bool] | IdempotencyConflictError] = []
+        for rec, values, old in zip(records, encoded, existing, strict=True):
+            if old is None:
+                out.append((_record(values), True))  # as `get` will read it back
+            elif old.payload_sha256 != rec.payload_sha256:
+                out.append(
+                    IdempotencyConflictError(
+                        f"application_id {rec.application_id!r} was already scored with a different "
+                        "payload: a retry must resend the same application, a new application needs a "
+                        "new application_id"
+                    )
+                )
+            else:
+                out.append((old, False))
+        return out
 
     def get(self, application_id: str) -> AuditRecord | None:
         with self._lock:

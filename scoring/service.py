@@ -313,6 +313,7 @@ class ScoringService:
         if self.text is not None and reasons:
             groups.append((sorted(reasons), None))
         results: list[ScoreResult | FraudscoreError | None] = [None] * len(batch)
+        features: dict[int, Any] = {}
         info = self.text.info if self.text is not None else None
         for rows, text_part in groups:
             if not rows:
@@ -346,24 +347,41 @@ class ScoringService:
                     reasons=explained[j].risk_raising() if j in explained else (),
                 )
                 if self.audit is not None:
-                    results[i] = self._on_record(p, results[i], feature_rows[j])  # type: ignore[arg-type]
-        return [r for r in results if r is not None]
+                    features[i] = feature_rows[j]
+        done_results = [r for r in results if r is not None]
+        return self._on_record(batch, done_results, features) if self.audit is not None else done_results
 
     def _on_record(
-        self, p: _Pending, result: ScoreResult, features: dict[str, Any]
-    ) -> ScoreResult | FraudscoreError:
-        """Commits the decision (durably) before anyone hears of it. A concurrent duplicate that won
-        the race is answered with the stored decision; a store failure fails the batch (INTERNAL):
-        a decision that is not on record is never acknowledged."""
-        assert self.audit is not None and p.received_at is not None
-        record = AuditRecord.from_result(
-            result, payload_sha256=p.digest, received_at=p.received_at, application=p.row, features=features
-        )
-        try:
-            stored, new = self.audit.record(record)
-        except IdempotencyConflictError as exc:
-            return exc
-        return result if new else result_from_record(stored)
+        self, batch: list[_Pending], results: list[ScoreResult | FraudscoreError], features: dict[int, Any]
+    ) -> list[ScoreResult | FraudscoreError]:
+        """Commits the batch's decisions (durably, one transaction) before anyone hears of them. A
+        concurrent duplicate that won the race is answered with the stored decision; a store failure
+        fails the batch (INTERNAL): a decision that is not on record is never acknowledged."""
+        assert self.audit is not None
+        records = [
+            AuditRecord.from_result(
+                r,
+                payload_sha256=p.digest,
+                received_at=p.received_at or dt.datetime.now(dt.UTC),
+                application=p.row,
+                features=features[i],
+            )
+            for i, (p, r) in enumerate(zip(batch, results, strict=True))
+            if isinstance(r, ScoreResult)
+        ]
+        stored = iter(self.audit.record_many(records))
+        out: list[ScoreResult | FraudscoreError] = []
+        for r in results:
+            if not isinstance(r, ScoreResult):
+                out.append(r)
+                continue
+            outcome = next(stored)
+            if isinstance(outcome, IdempotencyConflictError):
+                out.append(outcome)
+            else:
+                record, new = outcome
+                out.append(r if new else result_from_record(record))
+        return out
 
     def report_outcome(
         self,
