@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scoring import wire
-from scoring.errors import FraudscoreError, InvalidApplicationError
+from scoring.errors import FraudscoreError, InvalidApplicationError, InvalidRequestError
 from scoring.service import ScoringService
 from scoring.settings import Settings
 from scoring.v1 import scoring_pb2 as pb
@@ -96,6 +96,20 @@ class FraudScoringServicer:
 
         return await _unary(context, "ReportOutcome", call())
 
+    async def Explain(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ExplainResponse:
+        async def call() -> pb.ExplainResponse:
+            request = _parse(pb.ExplainRequest, data)
+            if not request.application_id:
+                raise InvalidRequestError("application_id is required")
+            record, explanation, probability = await asyncio.get_running_loop().run_in_executor(
+                None, self.service.explain, request.application_id
+            )
+            return wire.explanation_to_pb(
+                record.application_id, record.model_version, record.degraded, explanation, probability
+            )
+
+        return await _unary(context, "Explain", call())
+
     async def _batch_item(self, index: int, data: bytes, timeout: float | None) -> pb.ScoreBatchItem:
         try:
             response = await self._score(_parse(pb.ScoreRequest, data), timeout)
@@ -154,6 +168,7 @@ class FraudScoringServicer:
             "GetModelInfo": pb.ModelInfo.SerializeToString,
             "ScoreBatch": pb.ScoreBatchItem.SerializeToString,
             "ReportOutcome": pb.ReportOutcomeResponse.SerializeToString,
+            "Explain": pb.ExplainResponse.SerializeToString,
         }
         methods: dict[str, grpc.RpcMethodHandler] = {
             "Score": grpc.unary_unary_rpc_method_handler(self.Score, response_serializer=serialize["Score"]),
@@ -165,6 +180,9 @@ class FraudScoringServicer:
             ),
             "ReportOutcome": grpc.unary_unary_rpc_method_handler(
                 self.ReportOutcome, response_serializer=serialize["ReportOutcome"]
+            ),
+            "Explain": grpc.unary_unary_rpc_method_handler(
+                self.Explain, response_serializer=serialize["Explain"]
             ),
         }
         return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)

@@ -7,7 +7,7 @@ fallback scores and the answer says it was degraded."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,17 @@ class ScoringModel:
     @property
     def uses_history(self) -> bool:
         return self.spec.history
+
+    def explain_stored(self, features: Mapping[str, Any], *, degraded: bool) -> tuple[Explanation, float]:
+        """The full explanation of a decision from the features it was scored with (the audit
+        record), by the model that made it; with the probability they give, to check against."""
+        head = self.fallback if degraded and self.fallback is not None else self.primary
+        schema = {f.name: pl.String if f.kind == "categorical" else pl.Float64 for f in head.spec.features}
+        frame = pl.DataFrame([{name: features.get(name) for name in schema}], schema=schema)
+        matrix = head.pipeline.matrix(frame)
+        contrib = np.asarray(head.booster.predict(matrix, pred_contrib=True, num_threads=self.threads))
+        explanation = head.explainer.explain(contrib.astype(np.float64), frame.to_dicts())[0]
+        return explanation, float(head.calibrator(np.array([explanation.raw_score]))[0])
 
     @property
     def uses_text(self) -> bool:

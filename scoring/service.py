@@ -29,6 +29,7 @@ from features.history_store import HistoryStore
 from features.schema import ATTRIBUTE_PREFIX, FieldError, ValidationError, validate_row
 from scoring.audit import AuditRecord, AuditStore, Outcome, payload_digest
 from scoring.errors import (
+    BundleError,
     DeadlineExceededError,
     FraudscoreError,
     IdempotencyConflictError,
@@ -36,8 +37,9 @@ from scoring.errors import (
     NotReadyError,
     OverloadedError,
     ScoringFailedError,
+    UnknownApplicationError,
 )
-from scoring.explain import FeatureContribution, Reason
+from scoring.explain import Explanation, FeatureContribution, Reason
 from scoring.model import ScoringModel
 from scoring.policy import Decision
 from scoring.results import ModelDescription, ScoreResult
@@ -383,6 +385,16 @@ class ScoringService:
                 out.append(r if new else result_from_record(record))
         return out
 
+    def explain(self, application_id: str) -> tuple[AuditRecord, Explanation, float]:
+        """The full TreeSHAP breakdown of a stored decision (any decision, approvals included)."""
+        if self.audit is None:
+            raise NotReadyError("no audit store: stored decisions cannot be explained")
+        record = self.audit.get(application_id)
+        if record is None:
+            raise UnknownApplicationError(f"no decision is stored for application_id {application_id!r}")
+        explanation, probability = explain_record(self.model, record)
+        return record, explanation, probability
+
     def report_outcome(
         self,
         application_id: str,
@@ -404,6 +416,16 @@ class ScoringService:
         if self.history is not None and outcome != "UNKNOWN":
             known_at = int(at.timestamp() * 1_000_000)
             self.history.record_outcomes([(application_id, outcome == "CONFIRMED_FRAUD", known_at)])
+
+
+def explain_record(model: ScoringModel, record: AuditRecord) -> tuple[Explanation, float]:
+    """A stored decision's full explanation by the loaded model, which must be the one that made it."""
+    if record.model_version != model.version:
+        raise BundleError(
+            f"{record.application_id!r} was decided by model {record.model_version}; this server runs "
+            f"{model.version}: explain it with that bundle"
+        )
+    return model.explain_stored(record.features, degraded=record.degraded)
 
 
 def _check_same(stored: AuditRecord, digest: str) -> None:

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 
 from features.schema import FIELDS, FieldError
 from scoring.errors import InvalidRequestError
-from scoring.explain import Reason
+from scoring.explain import Explanation, Reason
 from scoring.results import ModelDescription, ScoreResult
 from scoring.v1 import scoring_pb2 as pb
 
@@ -115,6 +115,22 @@ def reason_to_pb(reason: Reason) -> pb.Reason:
             pb.FeatureContribution(name=f.name, value=feature_value(f.value), contribution=f.contribution)
             for f in reason.features
         ],
+    )
+
+
+def explanation_to_pb(
+    application_id: str, model_version: str, degraded: bool, explanation: Explanation, probability: float
+) -> pb.ExplainResponse:
+    total = sum(abs(r.contribution) for r in explanation.reasons) or 1.0
+    return pb.ExplainResponse(
+        application_id=application_id,
+        model_version=model_version,
+        degraded=degraded,
+        base_value=explanation.base_value,
+        raw_score=explanation.raw_score,
+        fraud_probability=probability,
+        reasons=[reason_to_pb(r) for r in explanation.reasons],
+        reason_shares=[abs(r.contribution) / total for r in explanation.reasons],
     )
 
 

@@ -1067,3 +1067,71 @@ class ReportOutcomeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportOutcomeResponse: _TypeAlias = ReportOutcomeResponse  # noqa: Y015
+
+@_typing.final
+class ExplainRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainRequest: _TypeAlias = ExplainRequest  # noqa: Y015
+
+@_typing.final
+class ExplainResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    DEGRADED_FIELD_NUMBER: _builtins.int
+    BASE_VALUE_FIELD_NUMBER: _builtins.int
+    RAW_SCORE_FIELD_NUMBER: _builtins.int
+    FRAUD_PROBABILITY_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    REASON_SHARES_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    model_version: _builtins.str
+    degraded: _builtins.bool
+    """Explained with the fallback model that made the decision."""
+    base_value: _builtins.float
+    """Log-odds before any feature."""
+    raw_score: _builtins.float
+    """base_value + every contribution = the model's log-odds."""
+    fraud_probability: _builtins.float
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
+        """Every reason, risk-raising first (contribution > 0), then lowering."""
+
+    @_builtins.property
+    def reason_shares(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Each reason's share of the total absolute contribution, same order as `reasons`, 0-1."""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        degraded: _builtins.bool = ...,
+        base_value: _builtins.float = ...,
+        raw_score: _builtins.float = ...,
+        fraud_probability: _builtins.float = ...,
+        reasons: _abc.Iterable[Global___Reason] | None = ...,
+        reason_shares: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "base_value", b"base_value", "degraded", b"degraded", "fraud_probability", b"fraud_probability", "model_version", b"model_version", "raw_score", b"raw_score", "reason_shares", b"reason_shares", "reasons", b"reasons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainResponse: _TypeAlias = ExplainResponse  # noqa: Y015

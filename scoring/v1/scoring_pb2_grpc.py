@@ -55,6 +55,11 @@ class FraudScoringStub:
                 request_serializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeRequest.SerializeToString,
                 response_deserializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/fraudscore.v1.FraudScoring/Explain',
+                request_serializer=scoring_dot_v1_dot_scoring__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=scoring_dot_v1_dot_scoring__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class FraudScoringServicer:
@@ -93,6 +98,14 @@ class FraudScoringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """The full TreeSHAP breakdown of a stored decision, by reason and by feature. NOT_FOUND for an
+        id never scored; FAILED_PRECONDITION when the decision was made by another model version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FraudScoringServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +128,11 @@ def add_FraudScoringServicer_to_server(servicer, server):
                     servicer.ReportOutcome,
                     request_deserializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeRequest.FromString,
                     response_serializer=scoring_dot_v1_dot_scoring__pb2.ReportOutcomeResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=scoring_dot_v1_dot_scoring__pb2.ExplainRequest.FromString,
+                    response_serializer=scoring_dot_v1_dot_scoring__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +244,33 @@ class FraudScoring:
             '/fraudscore.v1.FraudScoring/ReportOutcome',
             scoring_dot_v1_dot_scoring__pb2.ReportOutcomeRequest.SerializeToString,
             scoring_dot_v1_dot_scoring__pb2.ReportOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fraudscore.v1.FraudScoring/Explain',
+            scoring_dot_v1_dot_scoring__pb2.ExplainRequest.SerializeToString,
+            scoring_dot_v1_dot_scoring__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

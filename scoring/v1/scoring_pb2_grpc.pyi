@@ -54,6 +54,10 @@ class FraudScoringStub:
     """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
     for an application_id that was never scored. Each call is kept; the latest counts.
     """
+    Explain: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ExplainRequest, _scoring_pb2.ExplainResponse]
+    """The full TreeSHAP breakdown of a stored decision, by reason and by feature. NOT_FOUND for an
+    id never scored; FAILED_PRECONDITION when the decision was made by another model version.
+    """
 
 @_typing.type_check_only
 class FraudScoringAsyncStub(FraudScoringStub):
@@ -74,6 +78,10 @@ class FraudScoringAsyncStub(FraudScoringStub):
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ReportOutcomeRequest, _scoring_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
     for an application_id that was never scored. Each call is kept; the latest counts.
+    """
+    Explain: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ExplainRequest, _scoring_pb2.ExplainResponse]  # type: ignore[assignment]
+    """The full TreeSHAP breakdown of a stored decision, by reason and by feature. NOT_FOUND for an
+    id never scored; FAILED_PRECONDITION when the decision was made by another model version.
     """
 
 class FraudScoringServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +124,16 @@ class FraudScoringServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_scoring_pb2.ReportOutcomeResponse, _abc.Awaitable[_scoring_pb2.ReportOutcomeResponse]]:
         """Records what a scored application turned out to be (the labels of the next model). NOT_FOUND
         for an application_id that was never scored. Each call is kept; the latest counts.
+        """
+
+    @_abc_1.abstractmethod
+    def Explain(
+        self,
+        request: _scoring_pb2.ExplainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.ExplainResponse, _abc.Awaitable[_scoring_pb2.ExplainResponse]]:
+        """The full TreeSHAP breakdown of a stored decision, by reason and by feature. NOT_FOUND for an
+        id never scored; FAILED_PRECONDITION when the decision was made by another model version.
         """
 
 def add_FraudScoringServicer_to_server(servicer: FraudScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -111,3 +111,21 @@ async def test_bad_outcome_reports_are_refused_clearly(stub, request_fields, cod
         await stub.ReportOutcome(pb.ReportOutcomeRequest(**request_fields), timeout=10)
     assert info.value.code().name == code
     assert message in info.value.details()
+
+
+async def test_explain_gives_the_full_breakdown_of_any_stored_decision(stub):
+    app = application()
+    scored = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    explained = await stub.Explain(pb.ExplainRequest(application_id=app.application_id), timeout=10)
+    assert explained.model_version == scored.model_version
+    # Recomputed from the features on record, by the model that decided: the same probability.
+    assert explained.fraud_probability == pytest.approx(scored.fraud_probability, abs=1e-9)
+    total = explained.base_value + sum(r.contribution for r in explained.reasons)
+    assert total == pytest.approx(explained.raw_score, abs=1e-9)
+    signs = [r.contribution > 0 for r in explained.reasons]
+    assert signs == sorted(signs, reverse=True)  # risk-raising first, then lowering
+    assert any(signs) and not all(signs)
+    assert sum(explained.reason_shares) == pytest.approx(1.0)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Explain(pb.ExplainRequest(application_id="NEVER-SCORED"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
