@@ -136,6 +136,25 @@ def cmd_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lists(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the keyed hash of an identifier for an allow/deny list entry (normalised as the
+    history normalises it); the clear value is read from the command line, never written."""
+    from features.history import entity_key_rows
+    from features.pipeline import FeaturePipeline
+
+    column = {"bank_account": "bank_account_number", "business_reg": "business_registration_number"}
+    row: dict[str, object] = {column.get(args.kind, args.kind): args.value}
+    if args.kind == "address":
+        raise ValueError(
+            "address entries combine line, postal code and country: not supported by this command"
+        )
+    keys = entity_key_rows(FeaturePipeline().frame_from_rows([row]), settings.resolved_history_secret())[0]
+    if keys.get(args.kind) is None:
+        raise ValueError(f"{args.kind}: the value normalises to nothing")
+    print(json.dumps({"kind": args.kind, "hash": keys[args.kind]}))
+    return 0
+
+
 def ensure_bundle(settings: Settings) -> Path:
     """The bundle to serve: the configured one, or the demo bundle, trained on first use."""
     if settings.bundle is not None:
@@ -210,6 +229,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from scoring.audit import AuditStore
     from scoring.errors import BundleError
     from scoring.grpc_server import serve_forever
+    from scoring.lists import PolicyLists
     from scoring.model import ScoringModel
     from scoring.service import ScoringService
     from scoring.text import TextRuntime
@@ -221,10 +241,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         model = ScoringModel.load(
             bundle, threads=settings.model_threads, expected_version=settings.bundle_version
         )
+        if settings.thresholds:
+            model.override_thresholds(settings.thresholds)
+        lists = PolicyLists.load(settings.policy_lists) if settings.policy_lists else None
         if model.uses_text:
             ensure_encoder(settings)
             text = TextRuntime(model, settings)
-    except (BundleError, EncoderError) as exc:
+    except (BundleError, EncoderError, ValueError) as exc:
         print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
         return 3
 
@@ -244,6 +267,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             history_secret=settings.resolved_history_secret(),
             text=text,
             audit=audit,
+            lists=lists,
         )
         asyncio.run(serve_forever(service, settings, ready))
     finally:
@@ -360,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", type=Path)
     _outcome_delay_argument(p)
 
+    p = sub.add_parser("lists", help="allow/deny list entries (keyed hashes)")
+    lst = p.add_subparsers(dest="lists_command", required=True)
+    h = lst.add_parser("hash", help="print the list entry of one identifier")
+    h.add_argument(
+        "--kind", required=True, choices=("phone", "email", "national_id", "device_id", "bank_account")
+    )
+    h.add_argument("--value", required=True)
+
     p = sub.add_parser("serve", help="serve gRPC (trains a demo bundle first if none is given)")
     p.add_argument("--bundle", type=Path)
     p.add_argument("--port", type=int)
@@ -399,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(args, settings)
         if args.command == "history":
             return cmd_history(args, settings)
+        if args.command == "lists":
+            return cmd_lists(args, settings)
         handler = {
             "synth": cmd_synth,
             "train": cmd_train,

@@ -32,6 +32,12 @@ _KEYS: Final = (
 )
 
 
+# History key -> (English, Chinese) label, for reasons that name an identifier.
+KEY_LABELS: Final = {prefix: (en, zh) for prefix, _, en, zh in _KEYS} | {
+    "date_of_birth": ("Date of birth", "出生日期")
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ReasonDef:
     code: str

@@ -8,7 +8,7 @@ fallback scores and the answer says it was degraded."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from scoring.bundle import VerifiedBundle, read_bundle
 from scoring.calibration import Calibrator
 from scoring.errors import BundleError
 from scoring.explain import Explainer, Explanation
-from scoring.policy import Decision, Policy, to_score
+from scoring.policy import Decision, Policy, Thresholds, to_score
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,21 @@ class ScoringModel:
     @property
     def uses_history(self) -> bool:
         return self.spec.history
+
+    def override_thresholds(self, overrides: Mapping[str, Mapping[str, float]]) -> None:
+        """Replaces products' thresholds (settings) in both models; refuses unknown products."""
+        unknown = sorted(set(overrides) - set(PRODUCTS))
+        if unknown:
+            raise BundleError(f"thresholds name unknown products {unknown}; products are {list(PRODUCTS)}")
+        try:
+            new = {p: Thresholds(float(t["review"]), float(t["decline"])) for p, t in overrides.items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"thresholds: {exc} (each product needs review <= decline, in 0..1)") from None
+        for name in ("primary", "fallback"):
+            head = getattr(self, name)
+            if head is not None:
+                setattr(self, name, replace(head, policy=Policy({**head.policy.by_product, **new})))
+        self.policy = self.primary.policy
 
     def explain_stored(self, features: Mapping[str, Any], *, degraded: bool) -> tuple[Explanation, float]:
         """The full explanation of a decision from the features it was scored with (the audit

@@ -40,6 +40,7 @@ from scoring.errors import (
     UnknownApplicationError,
 )
 from scoring.explain import Explanation, FeatureContribution, Reason
+from scoring.lists import PolicyLists
 from scoring.model import ScoringModel
 from scoring.policy import Decision
 from scoring.results import ModelDescription, ScoreResult
@@ -69,6 +70,7 @@ class ScoringService:
         history_secret: bytes = b"",
         text: TextRuntime | None = None,
         audit: AuditStore | None = None,
+        lists: PolicyLists | None = None,
     ) -> None:
         if model.uses_history and (history is None or not history_secret):
             raise ValueError("this model uses history features: give the service a history store and its key")
@@ -79,6 +81,9 @@ class ScoringService:
         self.model = model
         self.text = text
         self.audit = audit
+        self.lists = lists
+        if lists is not None and not history_secret:
+            raise ValueError("allow/deny lists match keyed hashes: give the service the history key")
         self.settings = settings
         self.history = history
         self._secret = history_secret
@@ -334,19 +339,21 @@ class ScoringService:
             done = time.perf_counter()
             for j, i in enumerate(rows):
                 p = batch[i]
+                model_reasons = explained[j].risk_raising() if j in explained else ()
+                override = self.lists.match(keys[i]) if self.lists is not None and keys is not None else None
                 results[i] = ScoreResult(
                     application_id=p.row["application_id"],
                     product=p.row["product"],
                     probability=float(scores.probability[j]),
                     score=int(scores.score[j]),
-                    decision=scores.decisions[j],
+                    decision=override.decision if override else scores.decisions[j],
                     model_version=self.model.version,
                     latency_ms=round((done - p.received) * 1000.0, 3),
                     degraded=i in reasons,
                     degraded_reason=reasons.get(i, ""),
                     text_encoder=info.identity if info else "",
                     text_provider=info.provider if info and i not in reasons else "",
-                    reasons=explained[j].risk_raising() if j in explained else (),
+                    reasons=(override.reason, *model_reasons) if override else model_reasons,
                 )
                 if self.audit is not None:
                     features[i] = feature_rows[j]

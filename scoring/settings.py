@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     Unset: a random key is made on first start and kept in `data_dir/history.key` (mode 0600).
     Replicas sharing a history store must share the key."""
 
+    policy_lists: Path | None = None
+    """JSON file of allow and deny lists of hashed identifiers that override the model's decision
+    (see scoring/lists.py; `fraudscore lists hash` makes an entry). Unset: no overrides."""
+    thresholds: dict[str, dict[str, float]] | None = None
+    """Per-product REVIEW and DECLINE probability thresholds replacing the bundle's, e.g.
+    `FRAUDSCORE_THRESHOLDS='{"CONSUMER": {"review": 0.2, "decline": 0.6}}'`. Products not named
+    keep the bundle's thresholds."""
     audit_path: Path | None = None
     """SQLite file of the audit store: every decision, committed before it is answered, personal
     fields pseudonymised; outcomes. Default: `data_dir/audit.sqlite`."""
