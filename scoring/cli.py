@@ -303,7 +303,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
     print(
         json_format.MessageToJson(
-            response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            response,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+            ensure_ascii=False,
         )
     )
     return 0
