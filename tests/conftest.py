@@ -171,3 +171,22 @@ def application(name: str = "consumer-application.json", **changes: Any) -> pb.L
         else:
             node[leaf] = value
     return json_format.ParseDict(data, pb.LoanApplication())
+
+
+RISKY_CHANGES: dict[str, Any] = {
+    "applicant.email": "xk7r92mq1@mail.com",
+    "applicant.national_id": "666-12-3456",
+    "applicant.phone": "+8613800000000",
+    "bank_account.account_age_days": 3,
+    "channel.session_duration_seconds": 40,
+    "channel.user_agent": "Mozilla/5.0 HeadlessChrome/120.0",
+    "applicant.years_at_address": 0.1,
+    "loan.amount": 60_000,
+}
+
+
+def with_attributes(app: pb.LoanApplication) -> pb.LoanApplication:
+    """The lender attributes the test model was trained with, at unremarkable values."""
+    app.attributes["bureau_score"].number = 700
+    app.attributes["branch_region"].text = "OR"
+    return app

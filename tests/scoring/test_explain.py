@@ -14,7 +14,7 @@ from scoring.explain import OTHER, reason_of
 from scoring.model import ScoringModel
 from scoring.synth import generate
 from scoring.v1 import scoring_pb2 as pb
-from tests.conftest import application
+from tests.conftest import RISKY_CHANGES, application, with_attributes
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +68,8 @@ def test_reasons_name_the_values_behind_them(scored):
 
 
 async def test_review_and_decline_answers_carry_their_reasons_approvals_none(stub):
-    risky = application(
-        **{
-            "application_id": "EXPLAIN-RISKY",
-            "applicant.email": "xk7r92mq1@mail.com",
-            "applicant.national_id": "666-12-3456",
-            "applicant.phone": "+8613800000000",
-            "bank_account.account_age_days": 3,
-            "channel.session_duration_seconds": 40,
-            "channel.user_agent": "Mozilla/5.0 HeadlessChrome/120.0",
-            "applicant.years_at_address": 0.1,
-            "loan.amount": 60_000,
-        }
-    )
-    clean = application(application_id="EXPLAIN-CLEAN")
-    for app in (clean, risky):  # the test model was trained with these lender attributes present
-        app.attributes["bureau_score"].number = 700
-        app.attributes["branch_region"].text = "OR"
+    risky = with_attributes(application(application_id="EXPLAIN-RISKY", **RISKY_CHANGES))
+    clean = with_attributes(application(application_id="EXPLAIN-CLEAN"))
     seen = {}
     for app in (clean, risky):
         r = await stub.Score(pb.ScoreRequest(application=app), timeout=10)

@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from scoring.v1 import scoring_pb2 as pb
-from tests.conftest import application
+from tests.conftest import RISKY_CHANGES, application, with_attributes
 
 DECISIONS = {pb.DECISION_APPROVE, pb.DECISION_REVIEW, pb.DECISION_DECLINE}
 
@@ -61,26 +61,9 @@ async def test_decision_follows_the_published_thresholds(stub):
 
 
 async def test_riskier_signals_raise_the_score(stub):
-    def with_attributes(app):
-        # The test model was trained with these lender attributes always present.
-        app.attributes["bureau_score"].number = 700
-        app.attributes["branch_region"].text = "OR"
-        return app
-
     clean = await stub.Score(pb.ScoreRequest(application=with_attributes(application())), timeout=10)
-    risky = application(
-        **{
-            "applicant.email": "xk7r92mq1@mail.com",
-            "applicant.national_id": "666-12-3456",
-            "applicant.phone": "+8613800000000",
-            "bank_account.account_age_days": 3,
-            "channel.session_duration_seconds": 40,
-            "channel.user_agent": "Mozilla/5.0 HeadlessChrome/120.0",
-            "applicant.years_at_address": 0.1,
-            "loan.amount": 60_000,
-        }
-    )
-    r = await stub.Score(pb.ScoreRequest(application=with_attributes(risky)), timeout=10)
+    risky = with_attributes(application(**RISKY_CHANGES))
+    r = await stub.Score(pb.ScoreRequest(application=risky), timeout=10)
     assert clean.fraud_probability < 0.5
     assert r.fraud_probability > clean.fraud_probability
 

@@ -21,7 +21,7 @@ from scoring.service import ScoringService
 from scoring.text import TextRuntime
 from scoring.v1 import scoring_pb2 as pb
 from scoring.v1 import scoring_pb2_grpc as pb_grpc
-from tests.conftest import application, example
+from tests.conftest import application, example, with_attributes
 
 
 def _entry(settings, kind: str, value: str) -> dict[str, str]:
@@ -60,9 +60,7 @@ async def test_deny_and_allow_lists_override_the_decision(settings, tmp_path):
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.FraudScoringStub(channel)
-            clean = application()
-            clean.attributes["bureau_score"].number = 700  # as the test model was trained
-            clean.attributes["branch_region"].text = "OR"
+            clean = with_attributes(application())
             denied = await stub.Score(pb.ScoreRequest(application=clean), timeout=10)
             assert denied.decision == pb.DECISION_DECLINE
             assert denied.reasons[0].code == "R-DENY-LIST-PHONE"
