@@ -61,6 +61,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _progress(f"reading {args.data}")
     data = load_dataset(args.data, args.mapping)
+    if args.audit_labels is not None:
+        from scoring.audit import AuditStore
+        from scoring.dataset import with_outcome_labels
+
+        with AuditStore(args.audit_labels, secret=Settings().audit_secret()) as audit:
+            labelled = audit.labelled().select("application_id", "is_fraud")
+        data, taken = with_outcome_labels(data, dict(labelled.iter_rows()))
+        _progress(
+            f"{taken:,} of {data.canonical.height:,} labels from outcomes recorded in {args.audit_labels}"
+        )
     config = TrainConfig(
         seed=args.seed,
         calibration=args.calibration,
@@ -360,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-text", action="store_true", help="train without text signals (no encoder)")
     p.add_argument("--encoder", type=Path, help="encoder directory (default: the built-in encoder)")
     p.add_argument("--text-phrases", type=Path, help="TOML of risk phrases and category prototypes")
+    p.add_argument(
+        "--audit-labels",
+        type=Path,
+        help="audit store (var/audit.sqlite): recorded outcomes replace the file's labels, by application_id",
+    )
 
     p = sub.add_parser("evaluate", help="score a labelled file with a bundle and print its metrics")
     p.add_argument("--bundle", type=Path, required=True)

@@ -21,7 +21,8 @@ file must use the canonical column names with the label in `is_fraud` (as `fraud
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,22 @@ def canonicalise(table: pl.DataFrame, mapping: ColumnMapping) -> Dataset:
         time_ordered=time_ordered,
         warnings=tuple(warnings),
     )
+
+
+def with_outcome_labels(data: Dataset, labels: Mapping[str, int]) -> tuple[Dataset, int]:
+    """The dataset with the labels risk officers recorded (application id -> 1 fraud / 0 legitimate,
+    from the audit store) in place of the file's, where there is one; returns how many rows took
+    one. The file keeps the application data in clear; the audit store only the verdict."""
+    ids = data.canonical.get_column("application_id").to_list()
+    label = data.label.copy()
+    taken = 0
+    for row, app in enumerate(ids):
+        verdict = labels.get(app)
+        if verdict is not None:
+            label[row] = 1 if verdict else 0
+            taken += 1
+    note = f"{taken:,} labels from recorded outcomes replaced the file's"
+    return replace(data, label=label, warnings=(*data.warnings, note)), taken
 
 
 def load_dataset(path: Path, mapping_path: Path | None = None) -> Dataset:
