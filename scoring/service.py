@@ -155,7 +155,8 @@ class ScoringService:
             raise NotReadyError("the scoring service is not running")
         digest = payload_digest(row)
         if self.audit is not None:
-            stored = self.audit.get(row["application_id"])
+            # Off the event loop: the store's lock may be held by a batch's commit (a disk flush).
+            stored = await asyncio.to_thread(self.audit.get, row["application_id"])
             if stored is not None:  # a retry: the decision on record, never a second one
                 _check_same(stored, digest)
                 return result_from_record(stored)
