@@ -30,6 +30,8 @@ import polars as pl
 
 from features.schema import CANONICAL_SCHEMA, FIELDS, PII_COLUMNS
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
+from scoring.explain import FeatureContribution, Reason
+from scoring.policy import Decision
 from scoring.results import ScoreResult
 
 # PRAGMA user_version of the file: 1 = decisions + outcome history
@@ -168,6 +170,35 @@ class AuditRecord:
             reasons=list(reasons),
             features=dict(features),
             application=dict(application),
+        )
+
+    def to_result(self) -> ScoreResult:
+        """The answer this decision gave (`from_result` backwards), for a retry."""
+        return ScoreResult(
+            application_id=self.application_id,
+            product=self.product,
+            probability=self.probability,
+            score=self.score,
+            decision=Decision(self.decision),
+            model_version=self.model_version,
+            latency_ms=self.latency_ms,
+            degraded=self.degraded,
+            degraded_reason=self.degraded_reason,
+            text_encoder=self.text_encoder,
+            text_provider=self.text_provider,
+            reasons=tuple(
+                Reason(
+                    code=r["code"],
+                    description=r["description"],
+                    description_zh=r["description_zh"],
+                    contribution=float(r["contribution"]),
+                    features=tuple(
+                        FeatureContribution(f["name"], f["value"], float(f["contribution"]))
+                        for f in r["features"]
+                    ),
+                )
+                for r in self.reasons
+            ),
         )
 
 

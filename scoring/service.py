@@ -39,7 +39,7 @@ from scoring.errors import (
     ScoringFailedError,
     UnknownApplicationError,
 )
-from scoring.explain import Explanation, FeatureContribution, Reason
+from scoring.explain import Explanation
 from scoring.lists import PolicyLists
 from scoring.model import ScoringModel
 from scoring.policy import Decision
@@ -159,7 +159,7 @@ class ScoringService:
             stored = await asyncio.to_thread(self.audit.get, row["application_id"])
             if stored is not None:  # a retry: the decision on record, never a second one
                 _check_same(stored, digest)
-                return result_from_record(stored)
+                return stored.to_result()
         loop = asyncio.get_running_loop()
         pending = _Pending(
             row,
@@ -390,7 +390,7 @@ class ScoringService:
                 out.append(outcome)
             else:
                 record, new = outcome
-                out.append(r if new else result_from_record(record))
+                out.append(r if new else record.to_result())
         return out
 
     def explain(self, application_id: str) -> tuple[AuditRecord, Explanation, float]:
@@ -442,33 +442,3 @@ def _check_same(stored: AuditRecord, digest: str) -> None:
             f"application_id {stored.application_id!r} was already scored with a different application; "
             "a changed application needs a new application_id"
         )
-
-
-def result_from_record(record: AuditRecord) -> ScoreResult:
-    """The answer a stored decision gave, for a retry."""
-    return ScoreResult(
-        application_id=record.application_id,
-        product=record.product,
-        probability=record.probability,
-        score=record.score,
-        decision=Decision(record.decision),
-        model_version=record.model_version,
-        latency_ms=record.latency_ms,
-        degraded=record.degraded,
-        degraded_reason=record.degraded_reason,
-        text_encoder=record.text_encoder,
-        text_provider=record.text_provider,
-        reasons=tuple(
-            Reason(
-                code=r["code"],
-                description=r["description"],
-                description_zh=r["description_zh"],
-                contribution=float(r["contribution"]),
-                features=tuple(
-                    FeatureContribution(f["name"], f["value"], float(f["contribution"]))
-                    for f in r["features"]
-                ),
-            )
-            for r in record.reasons
-        ),
-    )

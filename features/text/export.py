@@ -167,6 +167,29 @@ def build_graph(weights: Mapping[str, np.ndarray], config: BertConfig, name: str
             epsilon=config.eps,
         )
     )
+
+    def dense_residual_norm(x: str, residual: str, prefix: str, out: str) -> None:
+        """LayerNorm(x @ W + b + residual): a MatMul and one SkipLayerNormalization; `prefix` names
+        the checkpoint's `dense` and `LayerNorm` tensors of the block."""
+        nodes.append(
+            helper.make_node("MatMul", [x, init(f"{out}_w", w(prefix + ".dense.weight").T)], [f"{out}_proj"])
+        )
+        nodes.append(
+            helper.make_node(
+                "SkipLayerNormalization",
+                [
+                    f"{out}_proj",
+                    residual,
+                    init(f"{out}_ln_gamma", w(prefix + ".LayerNorm.weight")),
+                    init(f"{out}_ln_beta", w(prefix + ".LayerNorm.bias")),
+                    init(f"{out}_b", w(prefix + ".dense.bias")),
+                ],
+                [out],
+                domain=MS_DOMAIN,
+                epsilon=config.eps,
+            )
+        )
+
     current = "hidden_0"
     for i in range(config.layers):
         p = f"encoder.layer.{i}."
@@ -185,32 +208,13 @@ def build_graph(weights: Mapping[str, np.ndarray], config: BertConfig, name: str
                 num_heads=config.heads,
             )
         )
+        attn_norm = f"l{i}_attn_norm"
+        # Output projection of the attention, then residual + bias + layer norm (fused).
+        dense_residual_norm(f"l{i}_context", current, p + "attention.output", attn_norm)
         nodes.append(
             helper.make_node(
                 "MatMul",
-                [f"l{i}_context", init(f"l{i}_attn_out_w", w(p + "attention.output.dense.weight").T)],
-                [f"l{i}_attn_proj"],
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                "SkipLayerNormalization",
-                [
-                    f"l{i}_attn_proj",
-                    current,
-                    init(f"l{i}_attn_ln_gamma", w(p + "attention.output.LayerNorm.weight")),
-                    init(f"l{i}_attn_ln_beta", w(p + "attention.output.LayerNorm.bias")),
-                    init(f"l{i}_attn_out_b", w(p + "attention.output.dense.bias")),
-                ],
-                [f"l{i}_attn_norm"],
-                domain=MS_DOMAIN,
-                epsilon=config.eps,
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"l{i}_attn_norm", init(f"l{i}_ffn_in_w", w(p + "intermediate.dense.weight").T)],
+                [attn_norm, init(f"l{i}_ffn_in_w", w(p + "intermediate.dense.weight").T)],
                 [f"l{i}_ffn_pre"],
             )
         )
@@ -222,28 +226,7 @@ def build_graph(weights: Mapping[str, np.ndarray], config: BertConfig, name: str
                 domain=MS_DOMAIN,
             )
         )
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"l{i}_ffn_act", init(f"l{i}_ffn_out_w", w(p + "output.dense.weight").T)],
-                [f"l{i}_ffn_proj"],
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                "SkipLayerNormalization",
-                [
-                    f"l{i}_ffn_proj",
-                    f"l{i}_attn_norm",
-                    init(f"l{i}_ffn_ln_gamma", w(p + "output.LayerNorm.weight")),
-                    init(f"l{i}_ffn_ln_beta", w(p + "output.LayerNorm.bias")),
-                    init(f"l{i}_ffn_out_b", w(p + "output.dense.bias")),
-                ],
-                [f"hidden_{i + 1}"],
-                domain=MS_DOMAIN,
-                epsilon=config.eps,
-            )
-        )
+        dense_residual_norm(f"l{i}_ffn_act", attn_norm, p + "output", f"hidden_{i + 1}")
         current = f"hidden_{i + 1}"
     nodes.append(helper.make_node("Identity", [current], ["last_hidden"]))
     nodes.extend(_pooling_nodes(config, init))
