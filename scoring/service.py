@@ -153,8 +153,9 @@ class ScoringService:
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
             raise NotReadyError("the scoring service is not running")
-        digest = payload_digest(row)
+        digest = ""
         if self.audit is not None:
+            digest = payload_digest(row)
             # Off the event loop: the store's lock may be held by a batch's commit (a disk flush).
             stored = await asyncio.to_thread(self.audit.get, row["application_id"])
             if stored is not None:  # a retry: the decision on record, never a second one
