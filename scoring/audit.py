@@ -4,9 +4,9 @@ later, the review queue of the officers' page and the labelled rows that retrain
 The embedded default is one SQLite file in WAL mode with `synchronous=FULL`: `record` commits (and
 the WAL reaches the disk) before it returns, so a decision acknowledged to a caller survives a crash
 or power loss. `record` is also the idempotency check: a retry of an `application_id` with the same
-payload digest gets the stored decision back, a different payload is refused. The stored
-application is pseudonymised (`pseudonymise`): every field that `features.schema` marks as personal
-data is a keyed hash, so the file holds no personal data in clear.
+payload digest gets the stored decision back, a different payload is refused. Every field of the
+stored application that `features.schema` marks as personal data is a keyed hash or encrypted, as
+settings say (`scoring.personal`), so the file holds no personal data in clear.
 
 Concurrency: one connection behind a lock (the service calls from a worker thread); each write is
 one `BEGIN IMMEDIATE` transaction, so two processes sharing the file are safe too.
@@ -15,8 +15,6 @@ one `BEGIN IMMEDIATE` transaction, so two processes sharing the file are safe to
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import sqlite3
 import threading
@@ -28,15 +26,15 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
-from features.schema import CANONICAL_SCHEMA, FIELDS, PII_COLUMNS
+from features.schema import CANONICAL_SCHEMA, FIELDS
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
 from scoring.explain import FeatureContribution, Reason
+from scoring.personal import Mode, PersonalData, iso
 from scoring.policy import Decision
 from scoring.results import ScoreResult
 
 # PRAGMA user_version of the file: 1 = decisions + outcome history
 FORMAT: Final = 1
-HASH_PREFIX: Final = "h:"
 Outcome = Literal["CONFIRMED_FRAUD", "LEGITIMATE", "UNKNOWN"]
 OUTCOMES: Final = ("CONFIRMED_FRAUD", "LEGITIMATE", "UNKNOWN")
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -64,7 +62,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     latency_ms      REAL    NOT NULL,
     reasons         TEXT    NOT NULL,  -- JSON list of objects
     features        TEXT    NOT NULL,  -- JSON object
-    application     TEXT    NOT NULL,  -- JSON object, pseudonymised
+    application     TEXT    NOT NULL,  -- JSON object, personal fields hashed or encrypted
     latest_outcome  INTEGER REFERENCES outcomes (id)  -- NULL until an officer records one
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -89,38 +87,10 @@ _ORDER: Final = {
 }
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, dt.date) else value  # datetime is a date too
-
-
-def pseudonymise(row: Mapping[str, Any], secret: bytes) -> dict[str, Any]:
-    """The row with every personal field (`pii` in `features.schema`) replaced by
-    "h:" + HMAC-SHA256(secret, "column:value") in hex; absent values stay None (absence is a signal,
-    not personal data). Dates and datetimes become ISO strings; other columns (lender attributes
-    included) are kept as they are. The column is in the hashed text, so equal values in different
-    fields do not match."""
-    if not secret:
-        raise ValueError("the audit secret must not be empty")
-    out: dict[str, Any] = {}
-    for column, value in row.items():
-        text = _iso(value)
-        if column in PII_COLUMNS and text is not None:
-            text = HASH_PREFIX + hmac.new(secret, f"{column}:{text}".encode(), hashlib.sha256).hexdigest()
-        out[column] = text
-    return out
-
-
-def payload_digest(row: Mapping[str, Any]) -> str:
-    """SHA-256 of a canonical row (validated, so trimmed and typed) as JSON with sorted keys: the same
-    application sent twice has the same digest whatever the order of its fields."""
-    text = json.dumps({k: _iso(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditRecord:
     """One scoring decision as answered. `received_at` is timezone-aware; `application` is the
-    canonical row (pseudonymised by the store before it is written)."""
+    canonical row (its personal fields protected by the store before it is written)."""
 
     application_id: str
     payload_sha256: str
@@ -231,7 +201,7 @@ def _plain(value: Any) -> Any:
     """What json cannot write itself: read-only mappings and other sequences, dates."""
     if isinstance(value, Mapping):
         return dict(value)
-    return _iso(value) if isinstance(value, dt.date) else list(value)
+    return iso(value) if isinstance(value, dt.date) else list(value)
 
 
 def _encode(rec: AuditRecord) -> list[Any]:
@@ -252,11 +222,9 @@ def _record(row: Sequence[Any]) -> AuditRecord:
 class AuditStore:
     """The audit store in one SQLite file (`":memory:"` for tests); see the module docstring."""
 
-    def __init__(self, path: Path | str, *, secret: bytes) -> None:
-        if not secret:
-            raise ValueError("the audit secret must not be empty")
+    def __init__(self, path: Path | str, *, secret: bytes, personal_data: Mode = "hash") -> None:
+        self.personal = PersonalData(secret, personal_data)
         self.path = str(path)
-        self._secret = secret
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -295,7 +263,8 @@ class AuditStore:
         """`record` for a micro-batch in one transaction: one commit (one wait for the disk) for
         all. Each item is what `record` would return, or the conflict it would raise."""
         encoded = [
-            _encode(replace(r, application=pseudonymise(r.application, self._secret))) for r in records
+            _encode(replace(r, application=self.personal.protect(r.application_id, r.application)))
+            for r in records
         ]
         existing: list[AuditRecord | None] = []
         with self._lock, self._transaction():
@@ -364,16 +333,24 @@ class AuditStore:
 
     def outcome_of(self, application_id: str) -> OutcomeRecord | None:
         """The latest outcome recorded for the application, None if none was."""
+        return self.latest_outcomes([application_id]).get(application_id)
+
+    def latest_outcomes(self, application_ids: Sequence[str]) -> dict[str, OutcomeRecord]:
+        """The latest outcome of each application that has one (the queue's status column)."""
+        if not application_ids:
+            return {}
+        marks = ", ".join("?" * len(application_ids))
         with self._lock:
-            row = self._db.execute(
+            rows = self._db.execute(
                 "SELECT o.application_id, o.outcome, o.fraud_type, o.reviewer, o.note, o.at_us "
-                "FROM decisions d JOIN outcomes o ON o.id = d.latest_outcome WHERE d.application_id = ?",
-                (application_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        app, outcome, fraud_type, reviewer, note, at_us = row
-        return OutcomeRecord(app, outcome, fraud_type, reviewer, note, _time(at_us))
+                "FROM decisions d JOIN outcomes o ON o.id = d.latest_outcome "
+                f"WHERE d.application_id IN ({marks})",
+                list(application_ids),
+            ).fetchall()
+        return {
+            app: OutcomeRecord(app, outcome, fraud_type, reviewer, note, _time(at_us))
+            for app, outcome, fraud_type, reviewer, note, at_us in rows
+        }
 
     def list_decisions(
         self,
@@ -437,9 +414,9 @@ class AuditStore:
         frame plus `is_fraud` (Int8, 1/0) and `fraud_type` ("none" for legitimate, "unspecified" when
         the officer gave none), in order of receipt.
 
-        The rows are pseudonymised: personal fields (names, date of birth, national id, phone, email,
-        address line, employer, IP, device, bank account, free texts) are keyed hashes (String
-        columns), so features computed from their content (email domain, age, name/email similarity,
+        The rows are as stored: personal fields (names, date of birth, national id, phone, email,
+        address line, employer, IP, device, bank account, free texts) are keyed hashes or ciphertexts
+        (String columns), so features computed from their content (email domain, age, name/email similarity,
         text signals, history keys) cannot be recomputed from this frame. Retraining on it needs a
         feature set without those, or joining the lender's own clear data by application_id.
         """
@@ -468,6 +445,14 @@ class AuditStore:
         if not records:
             return pl.DataFrame(schema=schema)
         return pl.from_dicts(records, schema_overrides=schema, infer_schema_length=None)
+
+    def score_counts(self, *, bucket: int = 50) -> dict[tuple[int, str], int]:
+        """Decisions by score bucket (its first score) and decision: the model page's distribution."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT (score / ?1) * ?1, decision, COUNT(*) FROM decisions GROUP BY 1, 2", (bucket,)
+            ).fetchall()
+        return {(int(start), str(decision)): int(n) for start, decision, n in rows}
 
     def count(self) -> int:
         with self._lock:

@@ -1,4 +1,5 @@
-"""The `fraudscore` command line: synth, train, evaluate, history, encoder, serve, score, info.
+"""The `fraudscore` command line: synth, train, evaluate, history, encoder, lists, serve, score, info,
+officers, audit.
 
 The commands and flags listed in the README are a stable interface for scripts; new flags may be
 added, none removed. Progress goes to stderr, results to stdout.
@@ -7,7 +8,6 @@ added, none removed. Progress goes to stderr, results to stdout.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -233,59 +233,9 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from features.history_store import SQLiteHistoryStore
-    from features.text.encoder import EncoderError
-    from scoring import logs
-    from scoring.audit import AuditStore
-    from scoring.errors import BundleError
-    from scoring.grpc_server import serve_forever
-    from scoring.lists import PolicyLists
-    from scoring.model import ScoringModel
-    from scoring.service import ScoringService
-    from scoring.text import TextRuntime
+    from scoring.serving import serve
 
-    logs.configure(settings.log_level)
-    bundle = ensure_bundle(settings)
-    text = None
-    try:
-        model = ScoringModel.load(
-            bundle, threads=settings.model_threads, expected_version=settings.bundle_version
-        )
-        if settings.thresholds:
-            model.override_thresholds(settings.thresholds)
-        lists = PolicyLists.load(settings.policy_lists) if settings.policy_lists else None
-        if model.uses_text:
-            ensure_encoder(settings)
-            text = TextRuntime(model, settings)
-    except (BundleError, EncoderError, ValueError) as exc:
-        print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
-        return 3
-
-    def ready(port: int) -> None:
-        print(
-            f"fraudscore: serving gRPC on {settings.host}:{port} (model {model.version})",
-            flush=True,
-        )
-
-    store = SQLiteHistoryStore(settings.resolved_history_path())
-    audit = AuditStore(settings.resolved_audit_path(), secret=settings.audit_secret())
-    try:
-        service = ScoringService(
-            model,
-            settings,
-            history=store,
-            history_secret=settings.resolved_history_secret(),
-            text=text,
-            audit=audit,
-            lists=lists,
-        )
-        asyncio.run(serve_forever(service, settings, ready))
-    finally:
-        store.close()
-        audit.close()
-        if text is not None:
-            text.close()
-    return 0
+    return serve(settings, ensure_bundle=ensure_bundle, ensure_encoder=ensure_encoder)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -415,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--host")
 
+    from scoring.cli_admin import add_parsers
+
+    add_parsers(sub)
     for name, help_text in (
         ("score", "send one application (protobuf JSON) and print the response"),
         ("info", "print the served model's description"),
@@ -451,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_history(args, settings)
         if args.command == "lists":
             return cmd_lists(args, settings)
+        if args.command in ("officers", "audit"):
+            from scoring.cli_admin import cmd_audit, cmd_officers
+
+            return (cmd_officers if args.command == "officers" else cmd_audit)(args, settings)
         handler = {
             "synth": cmd_synth,
             "train": cmd_train,

@@ -27,7 +27,7 @@ import polars as pl
 from features.history import entity_key_rows, history_frame
 from features.history_store import HistoryStore
 from features.schema import ATTRIBUTE_PREFIX, FieldError, ValidationError, validate_row
-from scoring.audit import AuditRecord, AuditStore, Outcome, payload_digest
+from scoring.audit import AuditRecord, AuditStore, Outcome
 from scoring.errors import (
     BundleError,
     DeadlineExceededError,
@@ -42,6 +42,7 @@ from scoring.errors import (
 from scoring.explain import Explanation
 from scoring.lists import PolicyLists
 from scoring.model import ScoringModel
+from scoring.personal import payload_digest
 from scoring.policy import Decision
 from scoring.results import ModelDescription, ScoreResult
 from scoring.settings import Settings

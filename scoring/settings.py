@@ -53,7 +53,25 @@ class Settings(BaseSettings):
     keep the bundle's thresholds."""
     audit_path: Path | None = None
     """SQLite file of the audit store: every decision, committed before it is answered, personal
-    fields pseudonymised; outcomes. Default: `data_dir/audit.sqlite`."""
+    fields protected (`audit_personal_data`); outcomes. Default: `data_dir/audit.sqlite`."""
+    audit_personal_data: Literal["encrypt", "hash"] = "encrypt"
+    """How the audit store keeps an application's personal fields: `encrypt` (AES-256-GCM under a key
+    derived from the history key; signed-in officers see them masked and the free texts in full) or
+    `hash` (keyed hashes: nobody can read them back, the review page shows none)."""
+    review_port: int | None = Field(default=8080, ge=0, le=65535)
+    """Port of the risk officers' review page (HTTP, served by `fraudscore serve`); 0 picks a free one;
+    unset (`FRAUDSCORE_REVIEW_PORT=`) serves no page."""
+    review_host: str | None = None
+    """Address the review page binds. Default: the same as `host`."""
+    officers_path: Path | None = None
+    """JSON file of the officers who may sign in (`fraudscore officers add`): user name, role (officer
+    or admin) and a scrypt hash of the password. Default: `data_dir/officers.json`; when missing, one
+    admin is made and its password written once to `data_dir/review-admin-password` (mode 0600)."""
+    officer_log_path: Path | None = None
+    """SQLite file of the tamper-evident log of what officers saw and did (`fraudscore audit verify`).
+    Default: `data_dir/officer-log.sqlite`."""
+    review_session_minutes: float = Field(default=30.0, gt=0.0)
+    """An officer's session ends after this long without a request."""
     encoder_dir: Path | None = None
     """Text encoder directory (`fraudscore encoder build`). Default: `data_dir/encoder`, built from
     the packaged all-MiniLM-L6-v2 on first start when missing."""
@@ -108,6 +126,16 @@ class Settings(BaseSettings):
         import hmac
 
         return hmac.new(self.resolved_history_secret(), b"fraudscore-audit", hashlib.sha256).digest()
+
+    def resolved_officers_path(self) -> Path:
+        return self.officers_path if self.officers_path is not None else self.data_dir / "officers.json"
+
+    def resolved_officer_log_path(self) -> Path:
+        return (
+            self.officer_log_path
+            if self.officer_log_path is not None
+            else self.data_dir / "officer-log.sqlite"
+        )
 
     def resolved_encoder_dir(self) -> Path:
         return self.encoder_dir if self.encoder_dir is not None else self.data_dir / "encoder"

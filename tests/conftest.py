@@ -121,7 +121,11 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     model = ScoringModel.load(settings.resolved_bundle(), threads=settings.model_threads)
     store = SQLiteHistoryStore(settings.resolved_history_path())
     text = TextRuntime(model, settings)
-    audit = AuditStore(settings.resolved_audit_path(), secret=settings.audit_secret())
+    audit = AuditStore(
+        settings.resolved_audit_path(),
+        secret=settings.audit_secret(),
+        personal_data=settings.audit_personal_data,
+    )
     service = ScoringService(
         model,
         settings,

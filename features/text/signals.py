@@ -191,6 +191,11 @@ class TextFeaturizer:
         self._purposes = _Prototypes(encoder, spec.purposes)
 
     @property
+    def theme_vectors(self) -> Mapping[str, Vectors]:
+        """Each risk theme's phrase embeddings (read-only use: `features.text.spans`)."""
+        return self._themes
+
+    @property
     def window_us(self) -> int:
         return round(self.spec.window_days * DAY_US)
 

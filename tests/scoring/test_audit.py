@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 
 from features.schema import PII_COLUMNS, validate_row
-from scoring.audit import AuditRecord, AuditStore, AuditStoreError, payload_digest, pseudonymise
+from scoring.audit import AuditRecord, AuditStore, AuditStoreError
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
+from scoring.personal import payload_digest, pseudonymise
 from scoring.policy import Decision
 from scoring.results import ScoreResult
 

@@ -4,13 +4,9 @@ retries answered from the record, conflicting reuse of an id refused, outcomes r
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import sqlite3
-import sys
 
 import grpc
-import polars as pl
 import pytest
 
 from scoring.audit import AuditStore
@@ -21,7 +17,9 @@ from tests.conftest import application
 
 @pytest.fixture
 def audit(settings):
-    store = AuditStore(settings.resolved_audit_path(), secret=settings.audit_secret())
+    store = AuditStore(
+        settings.resolved_audit_path(), secret=settings.audit_secret(), personal_data="encrypt"
+    )
     yield store
     store.close()
 
@@ -41,7 +39,9 @@ async def test_a_decision_is_on_record_when_answered_and_a_retry_gets_the_same_a
         "DECISION_"
     )
     assert stored.probability == first.fraud_probability and stored.model_version == first.model_version
-    assert stored.application["phone"].startswith("h:")  # personal fields pseudonymised
+    assert stored.application["phone"].startswith("e:")  # personal fields encrypted (the default)
+    clear = audit.personal.reveal(app.application_id, stored.application)
+    assert clear["phone"] == app.applicant.phone and clear["email"] == app.applicant.email
     retry = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
     assert retry == first
     assert _rows(settings, app.application_id) == 1
@@ -134,53 +134,6 @@ async def test_explain_gives_the_full_breakdown_of_any_stored_decision(stub):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Explain(pb.ExplainRequest(application_id="NEVER-SCORED"), timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-@pytest.mark.slow
-async def test_outcomes_recorded_through_grpc_become_training_labels(
-    stub, settings, training_files, tmp_path
-):
-    data, mapping = training_files
-    honest = (
-        pl.read_parquet(data)
-        .filter(pl.col("confirmed_fraud") == "N")
-        .get_column("application_id")
-        .head(3)
-        .to_list()
-    )
-    for app_id in honest:  # officers find three applications the file calls honest to be fraud
-        await stub.Score(pb.ScoreRequest(application=application(application_id=app_id)), timeout=10)
-        await stub.ReportOutcome(
-            pb.ReportOutcomeRequest(
-                application_id=app_id, outcome=pb.OUTCOME_CONFIRMED_FRAUD, reviewer="officer-2"
-            ),
-            timeout=10,
-        )
-    out = tmp_path / "relabelled"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "scoring.cli",
-        "train",
-        "--data",
-        str(data),
-        "--mapping",
-        str(mapping),
-        "--out",
-        str(out),
-        "--no-text",
-        "--no-history",
-        "--audit-labels",
-        str(settings.resolved_audit_path()),
-        env={**os.environ, "FRAUDSCORE_DATA_DIR": str(settings.data_dir)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 600)
-    assert proc.returncode == 0, stderr.decode()
-    assert "3 of 30,000 labels from outcomes recorded in" in stderr.decode()
-    report = json.loads((out / "metrics.json").read_text())
-    assert "3 labels from recorded outcomes replaced the file's" in report["data_warnings"]
 
 
 def test_recorded_outcomes_replace_the_files_labels_by_application_id(training_files):

@@ -1,0 +1,128 @@
+"""`fraudscore serve`: loads the model, the stores and the text encoder, then runs the gRPC server and
+the officers' review page in one event loop until SIGINT/SIGTERM, and shuts both down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scoring.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.service import ScoringService
+    from scoring.web.app import ReviewSite
+
+
+async def serve_forever(
+    service: ScoringService,
+    settings: Settings,
+    on_ready: Callable[[int, int | None], None],
+    *,
+    review: ReviewSite | None = None,
+) -> None:
+    """Serves until SIGINT/SIGTERM; `review` None serves no page."""
+    from scoring.grpc_server import Server
+
+    server = Server(service, settings)
+    await server.start()
+    review_port = await review.start() if review is not None else None
+    on_ready(server.port, review_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    if review is not None:
+        await review.stop()
+    await server.stop()
+
+
+def serve(
+    settings: Settings,
+    *,
+    ensure_bundle: Callable[[Settings], Path],
+    ensure_encoder: Callable[[Settings], Path],
+) -> int:
+    """Returns the exit status: 0 after a clean shutdown, 3 when what it would serve is refused."""
+    from features.history_store import SQLiteHistoryStore
+    from features.text.encoder import EncoderError
+    from scoring import logs
+    from scoring.audit import AuditStore
+    from scoring.errors import BundleError
+    from scoring.lists import PolicyLists
+    from scoring.model import ScoringModel
+    from scoring.officer_log import OfficerLog
+    from scoring.service import ScoringService
+    from scoring.text import TextRuntime
+    from scoring.web.app import ReviewSite
+    from scoring.web.auth import Officers, OfficersError
+
+    logs.configure(settings.log_level)
+    bundle = ensure_bundle(settings)
+    with ExitStack() as stack:
+        text = None
+        try:
+            model = ScoringModel.load(
+                bundle, threads=settings.model_threads, expected_version=settings.bundle_version
+            )
+            if settings.thresholds:
+                model.override_thresholds(settings.thresholds)
+            lists = PolicyLists.load(settings.policy_lists) if settings.policy_lists else None
+            if model.uses_text:
+                ensure_encoder(settings)
+                text = TextRuntime(model, settings)
+                stack.callback(text.close)
+            officers = Officers(settings.resolved_officers_path())
+            officers.names()  # a malformed officers file stops the start, not the first sign-in
+        except (BundleError, EncoderError, OfficersError, ValueError) as exc:
+            print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
+            return 3
+        store = SQLiteHistoryStore(settings.resolved_history_path())
+        stack.callback(store.close)
+        audit = stack.enter_context(
+            AuditStore(
+                settings.resolved_audit_path(),
+                secret=settings.audit_secret(),
+                personal_data=settings.audit_personal_data,
+            )
+        )
+        service = ScoringService(
+            model,
+            settings,
+            history=store,
+            history_secret=settings.resolved_history_secret(),
+            text=text,
+            audit=audit,
+            lists=lists,
+        )
+        review = None
+        password_file = settings.data_dir / "review-admin-password"
+        if settings.review_port is not None:
+            officer_log = stack.enter_context(
+                OfficerLog(settings.resolved_officer_log_path(), secret=settings.audit_secret())
+            )
+            review = ReviewSite(service, settings, officers=officers, officer_log=officer_log)
+            if officers.ensure_admin(password_file):
+                print(
+                    f"fraudscore: review page: first admin 'admin', password in {password_file} (mode 0600); "
+                    "add officers with 'fraudscore officers add'",
+                    file=sys.stderr,
+                )
+
+        def ready(port: int, review_port: int | None) -> None:
+            host = settings.review_host or settings.host
+            page = f"; review page on http://{host}:{review_port}/" if review_port else ""
+            print(
+                f"fraudscore: serving gRPC on {settings.host}:{port} (model {model.version}){page}",
+                flush=True,
+            )
+
+        asyncio.run(serve_forever(service, settings, ready, review=review))
+    return 0
