@@ -114,7 +114,7 @@ class ReviewSite:
                 if request.method == "GET":
                     raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
                 raise web.HTTPUnauthorized(text="sign in first")
-            if request.method == "POST" and session is not None:
+            if request.method == "POST" and session is not None and request.path != "/login":
                 form = await request.post()
                 if form.get("token") != session.token:
                     raise web.HTTPForbidden(text="this form has expired: reload the page and try again")
