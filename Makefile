@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || { python3 -m uv --version >/dev/null 2>&1 && echo "python3 -m uv"; } || echo ".tools/uv/bin/uv")
 PROTO := proto/scoring/v1/scoring.proto
 
-.PHONY: run test env proto proto-check lint typecheck bench clean
+.PHONY: run test env browser proto proto-check lint typecheck bench clean
 
 env:
 	@$(UV) --version >/dev/null 2>&1 || { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet "uv>=0.9"; }
@@ -14,7 +14,18 @@ env:
 run: env ## Serve on the embedded defaults (trains a demo bundle on synthetic data if none exists).
 	$(UV) run --frozen fraudscore serve $(ARGS)
 
-test: env proto-check lint typecheck ## Everything CI runs.
+# The review page's browser test drives Debian's Chromium (/usr/bin/chromium) with Playwright; no
+# browser is downloaded from anywhere else. Installed here when missing (as root, or with sudo).
+browser:
+	@[ -x /usr/bin/chromium ] || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+		else echo "the browser test needs Debian's chromium package: apt-get install chromium"; exit 1; fi; \
+		echo "installing Debian's chromium for the browser test"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+
+test: env browser proto-check lint typecheck ## Everything CI runs.
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 proto: env ## Regenerate scoring/v1/ from proto/ (checked in; never edit by hand).

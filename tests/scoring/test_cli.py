@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -81,13 +84,15 @@ def test_train_reports_a_missing_label_column_clearly(tmp_path):
     assert "label column 'is_fraud' is not in the file" in proc.stderr
 
 
-def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """The server, its gRPC target and its review page's URL."""
     env = {
         **os.environ,
         "FRAUDSCORE_DATA_DIR": str(tmp_path / "var"),
         "FRAUDSCORE_DEMO_ROWS": "20000",
         "FRAUDSCORE_GRACE_SECONDS": "2",
         "FRAUDSCORE_LOG_LEVEL": "DEBUG",  # per-request lines too, so the personal-data check bites
+        "FRAUDSCORE_REVIEW_PORT": "0",
     }
     proc = subprocess.Popen(
         [FRAUDSCORE, "serve", "--port", "0"],
@@ -103,13 +108,13 @@ def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
         if not line:
             break
         if line.startswith("fraudscore: serving gRPC on "):
-            return proc, line.split(" on ")[1].split(" ")[0]
+            return proc, line.split(" on ")[1].split(" ")[0], line.split("review page on ")[1].strip()
     proc.kill()
     raise AssertionError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
 
 
 def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
-    proc, target = _start_demo_server(tmp_path)
+    proc, target, page = _start_demo_server(tmp_path)
     try:
         assert (tmp_path / "var" / "demo-bundle" / "MANIFEST.json").exists()
         scored = run("score", "--target", target, str(EXAMPLES / "consumer-application.json"), timeout=30)
@@ -132,6 +137,7 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
 
         info = run("info", "--target", target, timeout=30)
         assert json.loads(info.stdout)["synthetic_training_data"] is True
+        _review_page_as_the_first_admin(tmp_path / "var", page)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
@@ -155,6 +161,48 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
         "Cascade Health",
     ):
         assert secret not in stderr
+
+
+def _review_page_as_the_first_admin(var: Path, page: str) -> None:
+    """The first start made an admin with a password only the server's owner can read; with it the
+    review page lists the scored sample (an approval: shown when approvals are asked for)."""
+    password_file = var / "review-admin-password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = urllib.parse.urlencode({"username": "admin", "password": password_file.read_text().strip()})
+    with opener.open(page + "login", data=form.encode(), timeout=30) as r:
+        assert r.url.endswith("/queue")
+    with opener.open(page + "queue?decision=APPROVE&status=all", timeout=30) as r:
+        assert "LOS-2026-000123" in r.read().decode()
+    with opener.open(page + "case/LOS-2026-000123", timeout=30) as r:
+        html = r.read().decode()
+    assert "pay off two credit cards" in html  # the free text, for the officer
+    assert "+14155550182" not in html and "maria.lopez87" not in html  # masked
+
+
+def test_officers_are_added_hashed_and_listed(tmp_path):
+    env = {**os.environ, "FRAUDSCORE_DATA_DIR": str(tmp_path / "var")}
+    added = subprocess.run(
+        [FRAUDSCORE, "officers", "add", "olivia", "--role", "admin", "--password-stdin"],
+        input="a long enough password\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    stored = (tmp_path / "var" / "officers.json").read_text()
+    assert "a long enough password" not in stored and "scrypt$" in stored
+    assert run("officers", "list", env=env).stdout == "olivia\tadmin\n"
+    short = subprocess.run(
+        [FRAUDSCORE, "officers", "add", "bob", "--password-stdin"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
 
 
 def test_csv_keeps_leading_zeros_and_reports_unreadable_values(tmp_path):
