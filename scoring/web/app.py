@@ -67,6 +67,7 @@ class ReviewSite:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.templates.filters["value"] = _value
         self.app = web.Application(middlewares=[self._guard])
         self.app.add_routes(
             [
@@ -342,6 +343,15 @@ class ReviewSite:
         check = await asyncio.to_thread(self.log.verify)
         await self._record(session.officer, "view_actions")
         return self._page("actions.html", session, rows=rows, check=check)
+
+
+def _value(value: Any) -> str:
+    """A feature value as an officer reads it: 4 significant digits, "missing" for none."""
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    return str(value)
 
 
 def _secure(headers: Any) -> None:

@@ -68,7 +68,7 @@ def waterfall(
         levels.append(levels[-1] + c)
     lo, hi = min(levels), max(levels)
     pad = (hi - lo) * 0.05 or 0.5
-    k, b = _scale(lo - pad, hi + pad, LABEL_W, WIDTH - 70)
+    k, b = _scale(lo - pad, hi + pad, LABEL_W, WIDTH - 150)
     bars = [
         Bar(
             LABEL_W,
