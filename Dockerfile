@@ -31,7 +31,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /app /app
 USER fraudscore
-EXPOSE 50051
+EXPOSE 50051 8080
 # Mount a bundle and set FRAUDSCORE_BUNDLE=/bundles/<name>; with none, a demo bundle is trained
 # on synthetic data into the data directory on first start.
 VOLUME ["/var/lib/fraudscore"]
