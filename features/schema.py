@@ -210,6 +210,14 @@ class FieldError:
         return f"{self.path} {self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A value the reader could not turn into its field's type (an out-of-range protobuf Timestamp):
+    validation reports `problem` for the field, instead of calling it missing."""
+
+    problem: str
+
+
 @dataclass(slots=True)
 class ValidationError(Exception):
     """An application that cannot be scored; `errors` names every bad field."""
@@ -237,6 +245,9 @@ def _shorten(value: object) -> str:
 
 def _check_value(f: Field, value: Any, errors: list[FieldError]) -> Any:
     """Returns the typed value (None when absent) or appends an error."""
+    if isinstance(value, Unreadable):
+        errors.append(FieldError(f.path, value.problem))
+        return None
     if isinstance(value, str) and f.dtype == pl.String():
         if "\x00" in value:
             errors.append(FieldError(f.path, "must not contain NUL characters"))

@@ -110,6 +110,10 @@ def read_bundle(directory: Path, *, expected_version: str | None = None) -> Veri
     manifest_path = directory / MANIFEST
     if not directory.is_dir():
         raise BundleError(f"bundle {directory} does not exist or is not a directory")
+    if manifest_path.is_symlink():
+        raise BundleError(
+            f"bundle {directory}: {MANIFEST} is a symbolic link; bundle files must be regular files"
+        )
     try:
         manifest_bytes = manifest_path.read_bytes()
         manifest = json.loads(manifest_bytes)
@@ -124,7 +128,11 @@ def read_bundle(directory: Path, *, expected_version: str | None = None) -> Veri
     for name, expected in sorted(listed.items()):
         _check_name(name)
         path = directory / name
-        if path.is_symlink() or not path.is_file():
+        if path.is_symlink():
+            raise BundleError(
+                f"bundle {directory}: {name} is a symbolic link; bundle files must be regular files"
+            )
+        if not path.is_file():
             raise BundleError(f"bundle {directory}: {name} is listed in the manifest but missing")
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:

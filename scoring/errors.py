@@ -16,9 +16,15 @@ The core raises these; only `scoring.grpc_server` turns them into wire statuses,
 
 from __future__ import annotations
 
+from typing import Final
+
 import grpc
 
 from features.schema import ValidationError
+
+# gRPC carries a status's details in a header, and clients drop a call whose headers pass 16 KiB;
+# a message that quotes a value sent (an id) stays far below that.
+MAX_DETAILS: Final = 2_000
 
 
 class FraudscoreError(Exception):
@@ -28,6 +34,11 @@ class FraudscoreError(Exception):
 
     def grpc_status_code(self) -> grpc.StatusCode:
         return self.code
+
+    def details(self) -> str:
+        """The message as the wire carries it: at most `MAX_DETAILS` characters."""
+        text = str(self)
+        return text if len(text) <= MAX_DETAILS else text[: MAX_DETAILS - 3] + "..."
 
 
 class InvalidApplicationError(FraudscoreError):

@@ -33,10 +33,17 @@ T = TypeVar("T")
 
 
 def _parse(message_type: type[T], data: bytes) -> T:
+    """The request in `data`; InvalidRequestError naming the field where bytes that do not parse go
+    wrong (a string that is not UTF-8, a truncated field), or an identifier no request can have."""
     try:
-        return message_type.FromString(data)  # type: ignore[attr-defined,no-any-return]
+        request: T = message_type.FromString(data)  # type: ignore[attr-defined]
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise InvalidApplicationError(f"request is not a valid {message_type.__name__} message") from exc
+        where = wire.decode_problem(message_type.DESCRIPTOR, data)  # type: ignore[attr-defined]
+        raise InvalidRequestError(f"request is not a valid {message_type.__name__} message: {where}") from exc
+    problems = wire.request_problems(request)  # type: ignore[arg-type]
+    if problems:
+        raise InvalidRequestError("; ".join(problems))
+    return request
 
 
 def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -50,7 +57,7 @@ async def _unary(context: grpc.aio.ServicerContext[Any, Any], method: str, call:
     except FraudscoreError as exc:
         # The status only: a message can quote values the caller sent.
         log.debug("refused", extra={"rpc": method, "code": exc.grpc_status_code().name})
-        await context.abort(exc.grpc_status_code(), str(exc))
+        await context.abort(exc.grpc_status_code(), exc.details())
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -114,7 +121,7 @@ class FraudScoringServicer:
         try:
             response = await self._score(_parse(pb.ScoreRequest, data), timeout)
         except FraudscoreError as exc:
-            error = pb.ScoreError(code=exc.grpc_status_code().name, message=str(exc))
+            error = pb.ScoreError(code=exc.grpc_status_code().name, message=exc.details())
             return pb.ScoreBatchItem(index=index, error=error)
         except Exception:
             log.exception("unexpected error", extra={"rpc": "ScoreBatch", "index": index})

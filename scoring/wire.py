@@ -10,9 +10,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from features.schema import FIELDS, FieldError
+from features.schema import (
+    APPLICATION_ID,
+    EARLIEST_SUBMISSION,
+    FIELDS,
+    FUTURE_TOLERANCE,
+    FieldError,
+    Unreadable,
+)
 from scoring.errors import InvalidRequestError
 from scoring.explain import Explanation, Reason
 from scoring.results import ModelDescription, ScoreResult
@@ -24,6 +32,8 @@ _DECISION_TO_PB = {
     "REVIEW": pb.DECISION_REVIEW,
     "DECLINE": pb.DECISION_DECLINE,
 }
+_BAD_TIMESTAMP = "is not a valid timestamp (seconds within years 1-9999, nanos within 0-999,999,999)"
+_BAD_APPLICATION_ID = "must be 1-128 characters of [A-Za-z0-9._:-], as it was scored"
 
 
 def _leaf(message: Message, path: str) -> Any:
@@ -67,8 +77,7 @@ def application_from_pb(app: pb.LoanApplication) -> tuple[dict[str, Any], dict[s
             try:
                 value = value.ToDatetime(tzinfo=dt.UTC)
             except (ValueError, OverflowError):
-                errors.append(FieldError("submitted_at", "is not a valid timestamp"))
-                value = None
+                value = Unreadable(_BAD_TIMESTAMP)  # reported by validation, not as "is required"
         row[f.column] = value
     attributes: dict[str, Any] = {}
     for key, v in app.attributes.items():
@@ -208,16 +217,20 @@ def outcome_from_pb(request: pb.ReportOutcomeRequest) -> dict[str, Any]:
     problems = []
     if not request.application_id:
         problems.append("application_id is required")
+    elif not APPLICATION_ID.fullmatch(request.application_id):
+        problems.append(f"application_id {_BAD_APPLICATION_ID}")
     if request.outcome not in _OUTCOMES:
         problems.append("outcome must be CONFIRMED_FRAUD, LEGITIMATE or UNKNOWN")
     if not request.reviewer.strip():
         problems.append("reviewer is required")
-    for name, limit in (("application_id", 128), ("reviewer", 128), ("fraud_type", 64), ("note", 2000)):
+    for name, limit in (("reviewer", 128), ("fraud_type", 64), ("note", 2000)):
         if len(getattr(request, name)) > limit:
             problems.append(f"{name} must be at most {limit:,} characters")
+    at, problem = _concluded_at(request)
+    if problem:
+        problems.append(f"concluded_at {problem}")
     if problems:
         raise InvalidRequestError("; ".join(problems))
-    at = request.concluded_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("concluded_at") else None
     return {
         "application_id": request.application_id,
         "outcome": _OUTCOMES[request.outcome],
@@ -226,3 +239,115 @@ def outcome_from_pb(request: pb.ReportOutcomeRequest) -> dict[str, Any]:
         "note": request.note,
         "at": at,
     }
+
+
+def _concluded_at(request: pb.ReportOutcomeRequest) -> tuple[dt.datetime | None, str]:
+    """(the time an outcome was concluded or None for "when received", a problem with it or "").
+
+    The latest outcome is the one with the latest time, so a time in the future would outrank every
+    later correction: it is refused, as submission times are."""
+    if not request.HasField("concluded_at"):
+        return None, ""
+    try:
+        at = request.concluded_at.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        return None, _BAD_TIMESTAMP
+    if at > dt.datetime.now(dt.UTC) + FUTURE_TOLERANCE:
+        return None, "must not be in the future"
+    if at < EARLIEST_SUBMISSION:
+        return None, f"must be after {EARLIEST_SUBMISSION:%Y-%m-%d}"
+    return at, ""
+
+
+def request_problems(request: Message) -> list[str]:
+    """What is wrong with a parsed request before the core sees it (an Explain's application_id that
+    no scored application can have); names the field, never echoes it."""
+    if not isinstance(request, pb.ExplainRequest) or not request.application_id:
+        return []
+    if not APPLICATION_ID.fullmatch(request.application_id):
+        return [f"application_id {_BAD_APPLICATION_ID}"]
+    return []
+
+
+# -- where undecodable bytes go wrong ---------------------------------------------------------
+_MAX_DEPTH = 100  # protobuf's own recursion limit
+
+
+class _WireProblemError(Exception):
+    """Stops the walk at the first problem; the message is the problem, named by field path."""
+
+
+def decode_problem(descriptor: Descriptor, data: bytes) -> str:
+    """Where bytes that protobuf refused to parse as `descriptor` go wrong, by field path: e.g.
+    "application.applicant.first_name is not valid UTF-8". A best effort that never raises: a general
+    sentence when the place is not found. Names fields only, never quotes the bytes."""
+    try:
+        _walk(descriptor, memoryview(data), "", 0)
+    except _WireProblemError as problem:
+        return str(problem)
+    except Exception:  # a walker's own slip must not turn a refusal into INTERNAL
+        pass
+    return "the bytes are not a serialized message of this type (corrupt or truncated)"
+
+
+def _varint(buf: memoryview, pos: int, what: str) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(buf) and shift < 70:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise _WireProblemError(f"{what} ends inside a varint (truncated or corrupt bytes)")
+
+
+def _walk(descriptor: Descriptor | None, buf: memoryview, prefix: str, depth: int, group: int = 0) -> int:
+    """Walks one message (or group) of `buf`; returns where it ended. `descriptor` is None inside
+    unknown fields, whose contents are only checked for structure."""
+    where = prefix.removesuffix(".") or "the message"
+    if depth > _MAX_DEPTH:
+        raise _WireProblemError(f"{where} nests more than {_MAX_DEPTH} levels deep")
+    pos = 0
+    while pos < len(buf):
+        tag, pos = _varint(buf, pos, where)
+        number, wire_type = tag >> 3, tag & 7
+        field = descriptor.fields_by_number.get(number) if descriptor is not None else None
+        name = prefix + (field.name if field is not None else f"<field {number}>")
+        if number == 0:
+            raise _WireProblemError(f"{where} has a field numbered 0 (corrupt bytes)")
+        if wire_type == 0:
+            _, pos = _varint(buf, pos, name)
+        elif wire_type in (1, 5):
+            pos += 8 if wire_type == 1 else 4
+            if pos > len(buf):
+                raise _WireProblemError(f"{name} ends early (truncated or corrupt bytes)")
+        elif wire_type == 2:
+            length, pos = _varint(buf, pos, name)
+            if pos + length > len(buf):
+                raise _WireProblemError(f"{name} is longer than the bytes left (truncated or corrupt bytes)")
+            _check_chunk(field, buf[pos : pos + length], name, depth)
+            pos += length
+        elif wire_type == 3:
+            pos += _walk(None, buf[pos:], name + ".", depth + 1, group=number)
+        elif wire_type == 4:
+            if number != group:
+                raise _WireProblemError(f"{where} has an end-group tag that closes nothing (corrupt bytes)")
+            return pos
+        else:
+            raise _WireProblemError(f"{name} has wire type {wire_type}, which does not exist (corrupt bytes)")
+    if group:
+        raise _WireProblemError(f"{where} is a group that never ends (truncated or corrupt bytes)")
+    return pos
+
+
+def _check_chunk(field: FieldDescriptor | None, chunk: memoryview, name: str, depth: int) -> None:
+    if field is None:
+        return
+    if field.type == FieldDescriptor.TYPE_STRING:
+        try:
+            bytes(chunk).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _WireProblemError(f"{name} is not valid UTF-8 (protobuf strings must be UTF-8)") from None
+    elif field.type == FieldDescriptor.TYPE_MESSAGE:
+        _walk(field.message_type, chunk, name + ".", depth + 1)

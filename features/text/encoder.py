@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from features.text.export import VARIANTS, sha256_file
+from features.text.export import VARIANTS, identity_of, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +54,79 @@ class EncoderInfo:
     hidden: int
 
 
+MANIFEST = "encoder.json"
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """``encoder.json`` after checking every file it lists against its sha256."""
+    """``encoder.json`` after checking every file it lists against its sha256 (each a plain name of a
+    regular file in the directory: no path, no symbolic link) and its identity against the
+    tokenizer, weights, length and pooling it lists."""
     directory = Path(directory)
-    path = directory / "encoder.json"
+    path = directory / MANIFEST
+    if path.is_symlink():
+        raise EncoderError(f"{path} is a symbolic link; an encoder's files must be regular files")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise EncoderError(f"{directory} is not an encoder directory: encoder.json is missing") from None
+        raise EncoderError(f"{directory} is not an encoder directory: {MANIFEST} is missing") from None
     except (OSError, ValueError) as exc:
         raise EncoderError(f"{path} cannot be read ({exc})") from None
-    for name, expected in manifest.get("files", {}).items():
-        file = directory / name
-        if Path(name).name != name or not file.is_file():
-            raise EncoderError(f"encoder file {name} is missing from {directory}")
-        if sha256_file(file) != expected:
-            raise EncoderError(f"encoder file {name} does not match its sha256 in encoder.json")
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise EncoderError(f"{path} lists no files")
+    for key, kind in (("name", str), ("identity", str), ("hidden", int), ("max_seq_length", int)):
+        if not isinstance(manifest.get(key), kind):
+            raise EncoderError(f"{path}: {key} is missing or not a {kind.__name__}")
+    for name, expected in files.items():
+        if sha256_file(_listed_file(directory, name)) != expected:
+            raise EncoderError(f"encoder file {name} does not match its sha256 in {MANIFEST}")
+    identity = identity_of(
+        manifest["name"],
+        str(manifest.get("source_weights_sha256")),
+        str(files.get("tokenizer.json")),
+        manifest["max_seq_length"],
+        str(manifest.get("pooling")),
+    )
+    if manifest["identity"] != identity:
+        raise EncoderError(
+            f"{path}: identity {manifest['identity']} does not match the tokenizer.json, weights, length "
+            f"and pooling it lists ({identity})"
+        )
     return dict(manifest)
+
+
+def _listed_file(directory: Path, name: object) -> Path:
+    """The path of a file the manifest lists, refused unless it is a plain name of a regular file."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or Path(name).name != name
+        or "\\" in name
+    ):
+        raise EncoderError(
+            f"{MANIFEST} in {directory} names an unsafe path {name!r}: files must be plain names"
+        )
+    file = directory / name
+    if file.is_symlink():
+        raise EncoderError(
+            f"encoder file {name} is a symbolic link; an encoder's files must be regular files"
+        )
+    if not file.is_file():
+        raise EncoderError(f"encoder file {name} is missing from {directory}")
+    return file
+
+
+def read_verified(directory: Path, manifest: dict[str, Any], name: str) -> bytes:
+    """The bytes of a file the encoder loads, read once and checked against the manifest, so what is
+    loaded is what was checked (the file cannot change in between) and nothing unlisted is loaded."""
+    expected = manifest["files"].get(name)
+    if expected is None:
+        raise EncoderError(f"encoder file {name} is not listed in {MANIFEST}; it cannot be verified")
+    data = _listed_file(Path(directory), name).read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise EncoderError(f"encoder file {name} does not match its sha256 in {MANIFEST}")
+    return data
 
 
 def _session_options(threads: int) -> Any:
@@ -106,6 +162,7 @@ class TextEncoder:
 
         self.directory = Path(directory)
         manifest = read_manifest(self.directory)
+        self._manifest = manifest
         unknown = [p for p in providers if p not in PROVIDERS]
         if unknown or not providers:
             raise EncoderError(f"text providers must be some of {sorted(PROVIDERS)} (got {list(providers)})")
@@ -147,7 +204,9 @@ class TextEncoder:
             max_seq_length=length,
             hidden=int(manifest["hidden"]),
         )
-        tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        tokenizer = Tokenizer.from_str(
+            read_verified(self.directory, manifest, "tokenizer.json").decode("utf-8")
+        )
         tokenizer.enable_truncation(max_length=length)
         tokenizer.no_padding()
         self._tokenizer = tokenizer
@@ -159,11 +218,12 @@ class TextEncoder:
     def _open(self, variant: str, providers: list[str], threads: int) -> Any:
         import onnxruntime as ort
 
-        path = self.directory / f"model.{variant}.onnx"
+        name = f"model.{variant}.onnx"
+        graph = read_verified(self.directory, self._manifest, name)
         try:
-            return ort.InferenceSession(str(path), _session_options(threads), providers=providers)
+            return ort.InferenceSession(graph, _session_options(threads), providers=providers)
         except Exception as exc:
-            raise EncoderError(f"ONNX Runtime cannot load {path.name} ({exc})") from None
+            raise EncoderError(f"ONNX Runtime cannot load {name} ({exc})") from None
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [list(e.ids) for e in self._tokenizer.encode_batch(list(texts))]

@@ -320,6 +320,16 @@ def _quantize(fp32_path: Path, out_path: Path, quantize_dynamic: Any, quant_type
     )
 
 
+def identity_of(
+    name: str, weights_sha256: str, tokenizer_sha256: str, max_seq_length: int, pooling: str
+) -> str:
+    """The encoder's identity, e.g. "all-MiniLM-L6-v2@sha256:33c5f263009cdbe5": it covers what decides
+    the embeddings (weights, tokenizer, length and pooling), so a bundle can pin the encoder it was
+    trained with and a reader can check it against the files listed."""
+    digest = hashlib.sha256(json.dumps([weights_sha256, tokenizer_sha256, max_seq_length, pooling]).encode())
+    return f"{name}@sha256:{digest.hexdigest()[:16]}"
+
+
 @dataclass(frozen=True, slots=True)
 class BuildResult:
     out: Path
@@ -360,13 +370,11 @@ def build_encoder(
         shutil.copyfile(tokenizer_path, staging / "tokenizer.json")
         files = {path.name: sha256_file(path) for path in sorted(staging.iterdir())}
         source_sha = sha256_file(weights_path)
-        # The identity covers what decides the embeddings: weights, tokenizer, length and pooling.
-        identity_digest = hashlib.sha256(
-            json.dumps([source_sha, files["tokenizer.json"], config.max_seq_length, config.pooling]).encode()
-        ).hexdigest()
         manifest = {
             "name": name,
-            "identity": f"{name}@sha256:{identity_digest[:16]}",
+            "identity": identity_of(
+                name, source_sha, files["tokenizer.json"], config.max_seq_length, config.pooling
+            ),
             "source_weights_sha256": source_sha,
             "hidden": config.hidden,
             "layers": config.layers,
