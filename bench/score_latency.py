@@ -83,6 +83,8 @@ def start_server(bundle: Path | None, state: Path) -> tuple[subprocess.Popen[str
     env = {
         **os.environ,
         "FRAUDSCORE_LOG_LEVEL": "WARNING",
+        "FRAUDSCORE_REVIEW_PORT": "none",
+        "FRAUDSCORE_METRICS_PORT": "none",
         "FRAUDSCORE_HISTORY_PATH": str(state / "history.sqlite"),
         "FRAUDSCORE_TEXT_INDEX_PATH": str(state / "text-index.sqlite"),
         # A fresh audit store: the same application ids again would be answered from the record.

@@ -64,6 +64,7 @@ async def main() -> None:
         "FRAUDSCORE_DATA_DIR": str(state),
         "FRAUDSCORE_ENCODER_DIR": str(var / "encoder"),
         "FRAUDSCORE_REVIEW_PORT": "0",
+        "FRAUDSCORE_METRICS_PORT": "none",
         "FRAUDSCORE_LOG_LEVEL": "WARNING",
     }
     cmd = [
@@ -77,7 +78,8 @@ async def main() -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = next(line for line in proc.stdout if line.startswith("fraudscore: serving gRPC on "))
-    target, page_url = line.split(" on ")[1].split(" ")[0], line.split("review page on ")[1].strip()
+    target = line.split(" on ")[1].split(" ")[0]
+    page_url = line.split("review page on ")[1].split(";")[0].strip()
     try:
         frame = generate(600, seed=99)
         apps = [application_to_pb(row) for row in frame.iter_rows(named=True)] + [showcase()]

@@ -10,10 +10,9 @@ INTERNAL with no details (it is logged with its type and place, never its messag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import grpc
@@ -22,9 +21,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scoring import wire
+from scoring.access import AccessInterceptor, ApiKeys, server_credentials
 from scoring.errors import FraudscoreError, InvalidApplicationError, InvalidRequestError
 from scoring.service import ScoringService
 from scoring.settings import Settings
+from scoring.telemetry import MetricsInterceptor
 from scoring.v1 import scoring_pb2 as pb
 
 log = logging.getLogger("fraudscore.grpc")
@@ -205,14 +206,23 @@ class Server:
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        self.grpc = grpc.aio.server(options=options)
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(service.metrics)]
+        if settings.api_keys is not None:
+            interceptors.append(AccessInterceptor(ApiKeys.load(settings.api_keys)))
+        self.grpc = grpc.aio.server(options=options, interceptors=interceptors)
         self.grpc.add_generic_rpc_handlers((FraudScoringServicer(service, settings).handler(),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
         )
-        self.port = self.grpc.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            credentials = server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+            self.port = self.grpc.add_secure_port(address, credentials)
+        else:
+            self.port = self.grpc.add_insecure_port(address)
+        service.health.listen(self._on_health)
         if self.port == 0:
             raise OSError(f"could not bind {settings.host}:{settings.port}")
 
@@ -223,6 +233,16 @@ class Server:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"port": self.port, "model_version": self.service.model.version})
 
+    def _on_health(self, ok: bool) -> None:
+        """The audit store failed (NOT_SERVING) or recovered (SERVING)."""
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+
+        async def publish() -> None:
+            for name in ("", SERVICE_NAME):
+                await self.health.set(name, status)
+
+        self._health_task = asyncio.get_running_loop().create_task(publish())
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: health says NOT_SERVING at once, in-flight calls get `grace` seconds to finish."""
         await self.health.enter_graceful_shutdown()
@@ -232,19 +252,3 @@ class Server:
 
     async def wait(self) -> None:
         await self.grpc.wait_for_termination()
-
-
-async def serve_forever(service: ScoringService, settings: Settings, on_ready: Callable[[int], None]) -> None:
-    """Serves until SIGINT/SIGTERM, then shuts down gracefully."""
-    import signal
-
-    server = Server(service, settings)
-    await server.start()
-    on_ready(server.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop()

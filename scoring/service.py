@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,12 +41,14 @@ from scoring.errors import (
     UnknownApplicationError,
 )
 from scoring.explain import Explanation
+from scoring.health import StoreHealth
 from scoring.lists import PolicyLists
 from scoring.model import ScoringModel
 from scoring.personal import payload_digest
 from scoring.policy import Decision
 from scoring.results import ModelDescription, ScoreResult
 from scoring.settings import Settings
+from scoring.telemetry import Metrics, degraded_cause
 from scoring.text import TextRuntime
 
 log = logging.getLogger("fraudscore.service")
@@ -72,6 +75,7 @@ class ScoringService:
         text: TextRuntime | None = None,
         audit: AuditStore | None = None,
         lists: PolicyLists | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if model.uses_history and (history is None or not history_secret):
             raise ValueError("this model uses history features: give the service a history store and its key")
@@ -93,13 +97,22 @@ class ScoringService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraudscore-batch")
         self.batches = 0
         self.scored = 0
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.model.labels(model.version).set(1)
+        if text is not None:
+            self.metrics.provider.labels(text.info.provider).set(1)
+        self.health = StoreHealth(audit, self.metrics)
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
         # The first polars and LightGBM calls of a process are slow (measured: 80 ms for the first
         # request against about 10 ms after): pay that before serving, not on a caller's deadline.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._warm_up)
-        self._queue = asyncio.Queue(maxsize=self.settings.max_queue)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._warm_up)
+        self.health.attach(loop)
+        queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=self.settings.max_queue)
+        self._queue = queue
+        self.metrics.queue_depth.set_function(queue.qsize)
         self._worker = asyncio.create_task(self._run(), name="fraudscore-batcher")
 
     async def stop(self) -> None:
@@ -111,6 +124,7 @@ class ScoringService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         self._worker = None
+        await self.health.stop()
         self._executor.shutdown(wait=True)
 
     @property
@@ -235,6 +249,10 @@ class ScoringService:
                         results = await loop.run_in_executor(self._executor, self._score_batch, live)
                     except asyncio.CancelledError:
                         raise
+                    except FraudscoreError as exc:  # the batch as a whole was refused (store failure)
+                        for p in live:
+                            if not p.future.done():
+                                p.future.set_exception(exc)
                     except BaseException:  # polars panics derive from BaseException
                         # A fault of ours, not bad input: every caller in the batch hears of it, with
                         # no detail (exception messages can quote data); the log has type and place.
@@ -253,6 +271,9 @@ class ScoringService:
                                 continue
                             if not p.future.done():
                                 p.future.set_result(r)
+                            self.metrics.decisions.labels(r.product, r.decision.value).inc()
+                            if r.degraded:
+                                self.metrics.degraded.labels(degraded_cause(r.degraded_reason)).inc()
                             if debug:  # ids, decision and timing only: never application data
                                 log.debug(
                                     "scored",
@@ -267,6 +288,7 @@ class ScoringService:
                                 )
                         self.batches += 1
                         self.scored += len(live)
+                        self.metrics.batch_size.observe(len(live))
             finally:
                 for _ in batch:
                     queue.task_done()
@@ -368,7 +390,8 @@ class ScoringService:
     ) -> list[ScoreResult | FraudscoreError]:
         """Commits the batch's decisions (durably, one transaction) before anyone hears of them. A
         concurrent duplicate that won the race is answered with the stored decision; a store failure
-        fails the batch (INTERNAL): a decision that is not on record is never acknowledged."""
+        refuses the batch (UNAVAILABLE) and makes the service unhealthy: a decision that is not on
+        record is never acknowledged."""
         assert self.audit is not None
         records = [
             AuditRecord.from_result(
@@ -381,7 +404,19 @@ class ScoringService:
             for i, (p, r) in enumerate(zip(batch, results, strict=True))
             if isinstance(r, ScoreResult)
         ]
-        stored = iter(self.audit.record_many(records))
+        try:
+            stored = iter(self.audit.record_many(records))
+        except (sqlite3.Error, OSError) as exc:
+            log.error(
+                "audit store failed; batch refused",
+                extra={"error": type(exc).__name__, "batch_size": len(batch)},
+            )
+            self.metrics.audit_failures.inc()
+            self.health.report(False)
+            raise NotReadyError(
+                "the decision could not be recorded (audit store failure), so none was made; retry later"
+            ) from None
+        self.health.report(True)
         out: list[ScoreResult | FraudscoreError] = []
         for r in results:
             if not isinstance(r, ScoreResult):

@@ -22,17 +22,23 @@ if TYPE_CHECKING:
 async def serve_forever(
     service: ScoringService,
     settings: Settings,
-    on_ready: Callable[[int, int | None], None],
+    on_ready: Callable[[int, int | None, int | None], None],
     *,
     review: ReviewSite | None = None,
 ) -> None:
-    """Serves until SIGINT/SIGTERM; `review` None serves no page."""
+    """Serves until SIGINT/SIGTERM; `review` None serves no page. `on_ready(grpc port, review page
+    port, metrics port)`."""
     from scoring.grpc_server import Server
+    from scoring.telemetry import MetricsSite
 
     server = Server(service, settings)
     await server.start()
     review_port = await review.start() if review is not None else None
-    on_ready(server.port, review_port)
+    metrics = None
+    if settings.metrics_port is not None:
+        metrics = MetricsSite(service.metrics, settings.host, settings.metrics_port)
+        await metrics.start()
+    on_ready(server.port, review_port, metrics.port if metrics else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -42,6 +48,8 @@ async def serve_forever(
     if review is not None:
         await review.stop()
     await server.stop()
+    if metrics is not None:
+        await metrics.stop()
 
 
 def serve(
@@ -54,6 +62,7 @@ def serve(
     from features.history_store import SQLiteHistoryStore
     from features.text.encoder import EncoderError
     from scoring import logs
+    from scoring.access import AccessError, ApiKeys
     from scoring.audit import AuditStore
     from scoring.errors import BundleError
     from scoring.lists import PolicyLists
@@ -81,7 +90,14 @@ def serve(
                 stack.callback(text.close)
             officers = Officers(settings.resolved_officers_path())
             officers.names()  # a malformed officers file stops the start, not the first sign-in
-        except (BundleError, EncoderError, OfficersError, ValueError) as exc:
+            if settings.api_keys is not None:
+                ApiKeys.load(settings.api_keys)
+            else:
+                print(
+                    "fraudscore: no api_keys file: every caller may score (set FRAUDSCORE_API_KEYS)",
+                    file=sys.stderr,
+                )
+        except (BundleError, EncoderError, OfficersError, AccessError, ValueError) as exc:
             print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
             return 3
         store = SQLiteHistoryStore(settings.resolved_history_path())
@@ -116,13 +132,13 @@ def serve(
                     file=sys.stderr,
                 )
 
-        def ready(port: int, review_port: int | None) -> None:
+        def ready(port: int, review_port: int | None, metrics_port: int | None) -> None:
             host = settings.review_host or settings.host
-            page = f"; review page on http://{host}:{review_port}/" if review_port else ""
-            print(
-                f"fraudscore: serving gRPC on {settings.host}:{port} (model {model.version}){page}",
-                flush=True,
-            )
+            notes = f" (model {model.version})"
+            notes += f"; review page on http://{host}:{review_port}/" if review_port else ""
+            notes += f"; metrics on http://{settings.host}:{metrics_port}/metrics" if metrics_port else ""
+            tls = " over TLS" if settings.tls_cert else ""
+            print(f"fraudscore: serving gRPC on {settings.host}:{port}{tls}{notes}", flush=True)
 
         asyncio.run(serve_forever(service, settings, ready, review=review))
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Provider = Literal["tensorrt", "cuda", "cpu"]
@@ -18,12 +18,26 @@ def _default_providers() -> list[Provider]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FRAUDSCORE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUDSCORE_", env_file=".env", extra="ignore", env_parse_none_str="none"
+    )
 
     host: str = "127.0.0.1"
     """Address the gRPC server binds. Use 0.0.0.0 in a container."""
     port: int = Field(default=50051, ge=0, le=65535)
     """gRPC port; 0 picks a free one (the server prints and logs the one it got)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: with `tls_key`, gRPC is served over TLS only."""
+    tls_key: Path | None = None
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: Path | None = None
+    """PEM CA certificate(s): with TLS on, clients must present a certificate signed by one (mutual TLS)."""
+    api_keys: Path | None = None
+    """JSON file of the clients allowed to call (`fraudscore clients add`): each one's hashed key,
+    methods and rate limit; calls carry the key in `x-api-key` metadata. Unset: no key is asked for."""
+    metrics_port: int | None = Field(default=9095, ge=0, le=65535)
+    """Port of Prometheus metrics (`/metrics`, HTTP); 0 picks a free one; `none`
+    (`FRAUDSCORE_METRICS_PORT=none`) serves none. Bound on `host`."""
     bundle: Path | None = None
     """Model bundle directory. Unset: the demo bundle under `data_dir`, trained on first start."""
     bundle_version: str | None = None
@@ -60,7 +74,7 @@ class Settings(BaseSettings):
     `hash` (keyed hashes: nobody can read them back, the review page shows none)."""
     review_port: int | None = Field(default=8080, ge=0, le=65535)
     """Port of the risk officers' review page (HTTP, served by `fraudscore serve`); 0 picks a free one;
-    unset (`FRAUDSCORE_REVIEW_PORT=`) serves no page."""
+    `none` (`FRAUDSCORE_REVIEW_PORT=none`) serves no page."""
     review_host: str | None = None
     """Address the review page binds. Default: the same as `host`."""
     officers_path: Path | None = None
@@ -112,6 +126,14 @@ class Settings(BaseSettings):
     """On shutdown, how long in-flight calls get to finish."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Structured JSON logs go to stderr at this level; they never carry personal data."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both to serve TLS, or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        return self
 
     def resolved_bundle(self) -> Path:
         return self.bundle if self.bundle is not None else self.data_dir / "demo-bundle"

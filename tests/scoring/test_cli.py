@@ -84,8 +84,8 @@ def test_train_reports_a_missing_label_column_clearly(tmp_path):
     assert "label column 'is_fraud' is not in the file" in proc.stderr
 
 
-def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str, str]:
-    """The server, its gRPC target and its review page's URL."""
+def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str, str, str]:
+    """The server, its gRPC target, its review page's URL and its metrics URL."""
     env = {
         **os.environ,
         "FRAUDSCORE_DATA_DIR": str(tmp_path / "var"),
@@ -93,6 +93,7 @@ def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str, str]
         "FRAUDSCORE_GRACE_SECONDS": "2",
         "FRAUDSCORE_LOG_LEVEL": "DEBUG",  # per-request lines too, so the personal-data check bites
         "FRAUDSCORE_REVIEW_PORT": "0",
+        "FRAUDSCORE_METRICS_PORT": "0",
     }
     proc = subprocess.Popen(
         [FRAUDSCORE, "serve", "--port", "0"],
@@ -108,13 +109,15 @@ def _start_demo_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str, str]
         if not line:
             break
         if line.startswith("fraudscore: serving gRPC on "):
-            return proc, line.split(" on ")[1].split(" ")[0], line.split("review page on ")[1].strip()
+            page = line.split("review page on ")[1].split(";")[0].strip()
+            return proc, line.split(" on ")[1].split(" ")[0], page, line.split("metrics on ")[1].strip()
     proc.kill()
     raise AssertionError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
 
 
 def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
-    proc, target, page = _start_demo_server(tmp_path)
+    proc, target, page, metrics_url = _start_demo_server(tmp_path)
+    metrics = ""
     try:
         assert (tmp_path / "var" / "demo-bundle" / "MANIFEST.json").exists()
         scored = run("score", "--target", target, str(EXAMPLES / "consumer-application.json"), timeout=30)
@@ -138,6 +141,10 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
         info = run("info", "--target", target, timeout=30)
         assert json.loads(info.stdout)["synthetic_training_data"] is True
         _review_page_as_the_first_admin(tmp_path / "var", page)
+        with urllib.request.urlopen(metrics_url, timeout=30) as r:
+            metrics = r.read().decode()
+        assert 'fraudscore_decisions_total{decision="APPROVE",product="CONSUMER"} 1.0' in metrics
+        assert 'fraudscore_rpc_seconds_count{code="INVALID_ARGUMENT",method="Score"} 1.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
@@ -161,6 +168,7 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
         "Cascade Health",
     ):
         assert secret not in stderr
+        assert secret not in metrics
 
 
 def _review_page_as_the_first_admin(var: Path, page: str) -> None:
