@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     note            TEXT    NOT NULL,
     at_us           INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS health_probe (at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS health_probe (at_us INTEGER NOT NULL, pad BLOB);
 CREATE INDEX IF NOT EXISTS outcomes_by_application ON outcomes (application_id, at_us, id);
 CREATE INDEX IF NOT EXISTS decisions_by_score ON decisions (score DESC, received_us DESC);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (received_us DESC);
@@ -456,12 +456,14 @@ class AuditStore:
         return {(int(start), str(decision)): int(n) for start, decision, n in rows}
 
     def probe(self) -> None:
-        """Commits a write and takes it back (two transactions): raises while the store cannot
-        commit (disk full, I/O error). The health check's recovery probe."""
+        """Commits a write of 64 KiB and takes it back (two transactions): raises while the store
+        cannot commit that much (disk full, I/O error). The health check's recovery probe."""
         at_us = _us(dt.datetime.now(dt.UTC))
         with self._lock:
             with self._transaction():
-                self._db.execute("INSERT INTO health_probe (at_us) VALUES (?)", (at_us,))
+                self._db.execute(
+                    "INSERT INTO health_probe (at_us, pad) VALUES (?, zeroblob(65536))", (at_us,)
+                )
             with self._transaction():
                 self._db.execute("DELETE FROM health_probe")
 

@@ -1,5 +1,5 @@
 """The `fraudscore` command line: synth, train, evaluate, history, encoder, lists, serve, score, info,
-officers, audit.
+officers, clients, audit.
 
 The commands and flags listed in the README are a stable interface for scripts; new flags may be
 added, none removed. Progress goes to stderr, results to stdout.
@@ -242,6 +242,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import json_format
 
+    from scoring.cli_admin import call_metadata, open_channel
     from scoring.v1 import scoring_pb2 as pb
     from scoring.v1 import scoring_pb2_grpc as pb_grpc
 
@@ -254,10 +255,12 @@ def cmd_score(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    with grpc.insecure_channel(args.target) as channel:
+    with open_channel(args) as channel:
         stub = pb_grpc.FraudScoringStub(channel)
         try:
-            response = stub.Score(pb.ScoreRequest(application=application), timeout=args.deadline)
+            response = stub.Score(
+                pb.ScoreRequest(application=application), timeout=args.deadline, metadata=call_metadata(args)
+            )
         except grpc.RpcError as exc:
             print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
             return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
@@ -273,14 +276,16 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import grpc
     from google.protobuf import json_format
 
+    from scoring.cli_admin import call_metadata, open_channel
     from scoring.v1 import scoring_pb2 as pb
     from scoring.v1 import scoring_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(args.target) as channel:
-        info = pb_grpc.FraudScoringStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=args.deadline)
+    with open_channel(args) as channel:
+        info = pb_grpc.FraudScoringStub(channel).GetModelInfo(
+            pb.GetModelInfoRequest(), timeout=args.deadline, metadata=call_metadata(args)
+        )
     print(json_format.MessageToJson(info, preserving_proto_field_name=True))
     return 0
 
@@ -365,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--host")
 
-    from scoring.cli_admin import add_parsers
+    from scoring.cli_admin import add_parsers, client_arguments
 
     add_parsers(sub)
     for name, help_text in (
@@ -375,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--target", default="127.0.0.1:50051")
         p.add_argument("--deadline", type=float, default=5.0, help="seconds")
+        client_arguments(p)
         if name == "score":
             p.add_argument("file", type=Path, help="application JSON file, or - for stdin")
     return parser
@@ -404,10 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_history(args, settings)
         if args.command == "lists":
             return cmd_lists(args, settings)
-        if args.command in ("officers", "audit"):
-            from scoring.cli_admin import cmd_audit, cmd_officers
+        if args.command in ("officers", "clients", "audit"):
+            from scoring.cli_admin import cmd_audit, cmd_clients, cmd_officers
 
-            return (cmd_officers if args.command == "officers" else cmd_audit)(args, settings)
+            admin = {"officers": cmd_officers, "clients": cmd_clients, "audit": cmd_audit}
+            return admin[args.command](args, settings)
         handler = {
             "synth": cmd_synth,
             "train": cmd_train,
