@@ -9,6 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from features.history_store import SQLiteHistoryStore
+from scoring.audit import AuditStore
 from scoring.grpc_server import Server
 from scoring.model import ScoringModel
 from scoring.service import ScoringService
@@ -19,19 +20,20 @@ from scoring.v1 import scoring_pb2_grpc as pb_grpc
 from tests.conftest import application
 
 
-async def _start(settings: Settings) -> Server:
+async def _start(settings: Settings, audit: AuditStore | None = None) -> Server:
     model = ScoringModel.load(settings.resolved_bundle())
     store = SQLiteHistoryStore(":memory:")
     service = ScoringService(
-        model, settings, history=store, history_secret=b"k", text=TextRuntime(model, settings)
+        model, settings, history=store, history_secret=b"k", text=TextRuntime(model, settings), audit=audit
     )
     server = Server(service, settings)
     await server.start()
     return server
 
 
-async def test_graceful_shutdown_finishes_in_flight_calls_and_says_not_serving(settings):
-    server = await _start(settings)
+async def test_graceful_shutdown_finishes_in_flight_calls_and_says_not_serving(settings, tmp_path):
+    audit = AuditStore(tmp_path / "audit.sqlite", secret=b"k" * 32)
+    server = await _start(settings, audit)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.FraudScoringStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -57,6 +59,10 @@ async def test_graceful_shutdown_finishes_in_flight_calls_and_says_not_serving(s
     assert len(answered) == server.service.scored >= 10
     # Calls grpc had not handed to the service yet are refused (grpc core says CANCELLED).
     assert {e.code() for e in refused} <= {grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE}
+    # Every OK has its record, committed before the answer.
+    assert all(audit.get(r.application_id) is not None for r in answered)
+    assert audit.count() == len(answered)
+    audit.close()
 
 
 async def test_a_full_queue_sheds_with_resource_exhausted(settings):
