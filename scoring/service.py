@@ -102,6 +102,7 @@ class ScoringService:
         if text is not None:
             self.metrics.provider.labels(text.info.provider).set(1)
         self.health = StoreHealth(audit, self.metrics)
+        self._per_application_s = 0.001  # recent scoring time per application (a running average)
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -185,6 +186,7 @@ class ScoringService:
             digest,
             dt.datetime.now(dt.UTC),
         )
+        self._admit(pending)
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
@@ -192,6 +194,22 @@ class ScoringService:
                 f"scoring queue is full ({self.settings.max_queue} waiting); retry with backoff"
             ) from None
         return await pending.future
+
+    def _admit(self, pending: _Pending) -> None:
+        """Refuses (RESOURCE_EXHAUSTED) a request that would wait past `max_queue_wait_ms` or past its
+        own deadline: under overload the excess is shed at once, not timed out after queueing."""
+        assert self._queue is not None
+        wait = (self._queue.qsize() + 1) * self._per_application_s
+        if pending.deadline is not None and pending.received + wait > pending.deadline:
+            raise OverloadedError(
+                f"busy: about {wait * 1000:.0f} ms of queued work is ahead and the deadline leaves less; "
+                "retry with backoff"
+            )
+        if wait * 1000.0 > self.settings.max_queue_wait_ms:
+            raise OverloadedError(
+                f"busy: about {wait * 1000:.0f} ms of queued work is ahead (limit "
+                f"{self.settings.max_queue_wait_ms:g} ms); retry with backoff"
+            )
 
     def describe(self) -> ModelDescription:
         m = self.model
@@ -245,6 +263,7 @@ class ScoringService:
                         continue
                     live.append(p)
                 if live:
+                    started = time.perf_counter()
                     try:
                         results = await loop.run_in_executor(self._executor, self._score_batch, live)
                     except asyncio.CancelledError:
@@ -286,6 +305,8 @@ class ScoringService:
                                         "batch_size": len(live),
                                     },
                                 )
+                        per_application = (time.perf_counter() - started) / len(live)
+                        self._per_application_s += 0.2 * (per_application - self._per_application_s)
                         self.batches += 1
                         self.scored += len(live)
                         self.metrics.batch_size.observe(len(live))

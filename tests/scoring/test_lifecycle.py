@@ -33,7 +33,8 @@ async def _start(settings: Settings, audit: AuditStore | None = None) -> Server:
 
 async def test_graceful_shutdown_finishes_in_flight_calls_and_says_not_serving(settings, tmp_path):
     audit = AuditStore(tmp_path / "audit.sqlite", secret=b"k" * 32)
-    server = await _start(settings, audit)
+    # Admission control off (a minute of queue): this test is about what shutdown does to queued calls.
+    server = await _start(settings.model_copy(update={"max_queue_wait_ms": 60_000.0}), audit)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.FraudScoringStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -66,7 +67,7 @@ async def test_graceful_shutdown_finishes_in_flight_calls_and_says_not_serving(s
 
 
 async def test_a_full_queue_sheds_with_resource_exhausted(settings):
-    server = await _start(settings.model_copy(update={"max_queue": 1}))
+    server = await _start(settings.model_copy(update={"max_queue": 1, "max_queue_wait_ms": 60_000.0}))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.FraudScoringStub(channel)
@@ -87,3 +88,22 @@ async def test_a_full_queue_sheds_with_resource_exhausted(settings):
 def test_settings_refuse_impossible_ports(bad_port):
     with pytest.raises(ValueError, match="port"):
         Settings(port=bad_port, _env_file=None)  # type: ignore[call-arg]
+
+
+async def test_overload_is_shed_at_admission_by_expected_wait(settings):
+    """Queue room is not the bound that matters: a request that would wait past max_queue_wait_ms
+    behind the work already queued is refused at once, before it is queued."""
+    server = await _start(settings.model_copy(update={"max_queue_wait_ms": 5.0}))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.FraudScoringStub(channel)
+            calls = [stub.Score(pb.ScoreRequest(application=application()), timeout=30) for _ in range(200)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await server.stop(grace=1.0)
+    shed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    answered = [r for r in results if isinstance(r, pb.ScoreResponse)]
+    assert answered and shed and len(answered) + len(shed) == 200
+    assert {e.code() for e in shed} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert all("of queued work is ahead" in (e.details() or "") for e in shed)
+    assert server.service.scored == len(answered)  # the shed ones cost no scoring
