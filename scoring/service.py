@@ -199,9 +199,12 @@ class ScoringService:
         """Refuses (RESOURCE_EXHAUSTED) a request that would wait past `max_queue_wait_ms` or past its
         own deadline: under overload the excess is shed at once, not timed out after queueing."""
         assert self._queue is not None
-        # What is queued goes in batches of up to batch_max_size, each taking about a recent batch's time.
-        batches_ahead = self._queue.qsize() // self.settings.batch_max_size + 1
+        # What is queued goes in batches of up to batch_max_size, each taking about a recent batch's
+        # time; with nothing queued a request is always taken (it can only wait for the batch running).
+        batches_ahead = -(-self._queue.qsize() // self.settings.batch_max_size)
         wait = batches_ahead * self._batch_s
+        if batches_ahead == 0:
+            return
         if pending.deadline is not None and pending.received + wait > pending.deadline:
             raise OverloadedError(
                 f"busy: about {wait * 1000:.0f} ms of queued work is ahead and the deadline leaves less; "
