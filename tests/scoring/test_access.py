@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -110,7 +112,11 @@ async def test_api_keys_methods_and_rate_limits(server, settings, tmp_path):
         assert 'fraudscore_rpc_seconds_count{code="UNAUTHENTICATED",method="Score"} 2.0' in metrics
         assert los not in metrics and slow not in metrics
         # The command line sends its key too.
-        sample = str(EXAMPLES / "consumer-application.json")
+        # The sample under a fresh id: the audit store is the session's, shared with other tests.
+        data = json.loads((EXAMPLES / "consumer-application.json").read_text())
+        data["application_id"] = f"CLI-{uuid.uuid4().hex[:12]}"
+        sample = str(tmp_path / "sample.json")
+        Path(sample).write_text(json.dumps(data))
         for key, status, says in ((los, 0, '"decision"'), ("", 1, "UNAUTHENTICATED")):
             proc = await asyncio.create_subprocess_exec(
                 FRAUDSCORE,

@@ -57,6 +57,8 @@ async def test_scored_case_reviewed_in_the_browser_becomes_a_training_label(
 
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     await sign_in(page, base_url, OFFICER)
+    # Other tests share the server: newest first puts this case on the first page of the queue.
+    await page.goto(f"{base_url}/queue?sort=time")
     row = page.locator(f"tr[data-application='{by_browser}']")
     await expect(row).to_be_visible()  # in the default queue: REVIEW and DECLINE, not yet reviewed
     await expect(row.locator(".badge").first).to_have_text(decision)
