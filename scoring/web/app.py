@@ -15,6 +15,7 @@ scoring service (`report_outcome`, `explain`) and the audit store.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -116,8 +117,8 @@ class ReviewSite:
                     raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
                 raise web.HTTPUnauthorized(text="sign in first")
             if request.method == "POST" and session is not None and request.path != "/login":
-                form = await request.post()
-                if form.get("token") != session.token:
+                token = (await request.post()).get("token")
+                if not isinstance(token, str) or not hmac.compare_digest(token, session.token):
                     raise web.HTTPForbidden(text="this form has expired: reload the page and try again")
             request[SESSION] = session
             response = await handler(request)
