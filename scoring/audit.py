@@ -296,15 +296,6 @@ class AuditStore:
         with self._lock:
             return self._get(application_id)
 
-    def get_many(self, application_ids: Sequence[str]) -> dict[str, AuditRecord]:
-        """The stored decisions among these ids (one query: a micro-batch's retry check)."""
-        marks = ", ".join("?" * len(application_ids))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE application_id IN ({marks})", list(application_ids)
-            ).fetchall()
-        return {rec.application_id: rec for rec in map(_record, rows)}
-
     def _get(self, application_id: str) -> AuditRecord | None:
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM decisions WHERE application_id = ?", (application_id,)

@@ -169,8 +169,14 @@ class ScoringService:
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
             raise NotReadyError("the scoring service is not running")
-        # A retry is answered from the record, checked in the batch thread (one query per batch).
-        digest = payload_digest(row) if self.audit is not None else ""
+        digest = ""
+        if self.audit is not None:
+            digest = payload_digest(row)
+            # Off the event loop: the store's lock may be held by a batch's commit (a disk flush).
+            stored = await asyncio.to_thread(self.audit.get, row["application_id"])
+            if stored is not None:  # a retry: the decision on record, never a second one
+                _check_same(stored, digest)
+                return stored.to_result()
         loop = asyncio.get_running_loop()
         pending = _Pending(
             row,
@@ -353,25 +359,6 @@ class ScoringService:
         return text, rich, reasons
 
     def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult | FraudscoreError]:
-        """Retries get the decision on record (never a second one; another application under a
-        stored id is refused); the rest are scored."""
-        if self.audit is None:
-            return self._score_new(batch)
-        stored = self.audit.get_many([p.row["application_id"] for p in batch])
-        out: list[ScoreResult | FraudscoreError | None] = [None] * len(batch)
-        fresh = []
-        for i, p in enumerate(batch):
-            record = stored.get(p.row["application_id"])
-            if record is None:
-                fresh.append(i)
-            else:
-                out[i] = record.to_result() if record.payload_sha256 == p.digest else _conflict(record)
-        if fresh:
-            for i, r in zip(fresh, self._score_new([batch[i] for i in fresh]), strict=True):
-                out[i] = r
-        return [r for r in out if r is not None]
-
-    def _score_new(self, batch: list[_Pending]) -> list[ScoreResult | FraudscoreError]:
         frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
         keys = entity_key_rows(frame, self._secret) if self._secret else None
         history = None
@@ -514,8 +501,9 @@ def explain_record(model: ScoringModel, record: AuditRecord) -> tuple[Explanatio
     return model.explain_stored(record.features, degraded=record.degraded)
 
 
-def _conflict(stored: AuditRecord) -> IdempotencyConflictError:
-    return IdempotencyConflictError(
-        f"application_id {stored.application_id!r} was already scored with a different application; "
-        "a changed application needs a new application_id"
-    )
+def _check_same(stored: AuditRecord, digest: str) -> None:
+    if stored.payload_sha256 != digest:
+        raise IdempotencyConflictError(
+            f"application_id {stored.application_id!r} was already scored with a different application; "
+            "a changed application needs a new application_id"
+        )
