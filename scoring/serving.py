@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 from scoring.settings import Settings
 
 if TYPE_CHECKING:
+    from scoring.lists import PolicyLists
+    from scoring.model import ScoringModel
     from scoring.service import ScoringService
+    from scoring.text import TextRuntime
     from scoring.web.app import ReviewSite
 
 
@@ -52,6 +55,39 @@ async def serve_forever(
         await metrics.stop()
 
 
+def open_service(
+    settings: Settings,
+    model: ScoringModel,
+    stack: ExitStack,
+    *,
+    text: TextRuntime | None = None,
+    lists: PolicyLists | None = None,
+) -> ScoringService:
+    """The scoring service on the stores the settings name; `stack` closes them."""
+    from features.history_store import SQLiteHistoryStore
+    from scoring.audit import AuditStore
+    from scoring.service import ScoringService
+
+    history = SQLiteHistoryStore(settings.resolved_history_path())
+    stack.callback(history.close)
+    audit = stack.enter_context(
+        AuditStore(
+            settings.resolved_audit_path(),
+            secret=settings.audit_secret(),
+            personal_data=settings.audit_personal_data,
+        )
+    )
+    return ScoringService(
+        model,
+        settings,
+        history=history,
+        history_secret=settings.resolved_history_secret(),
+        text=text,
+        audit=audit,
+        lists=lists,
+    )
+
+
 def serve(
     settings: Settings,
     *,
@@ -59,16 +95,13 @@ def serve(
     ensure_encoder: Callable[[Settings], Path],
 ) -> int:
     """Returns the exit status: 0 after a clean shutdown, 3 when what it would serve is refused."""
-    from features.history_store import SQLiteHistoryStore
     from features.text.encoder import EncoderError
     from scoring import logs
     from scoring.access import AccessError, ApiKeys
-    from scoring.audit import AuditStore
     from scoring.errors import BundleError
     from scoring.lists import PolicyLists
     from scoring.model import ScoringModel
     from scoring.officer_log import OfficerLog
-    from scoring.service import ScoringService
     from scoring.text import TextRuntime
     from scoring.web.app import ReviewSite
     from scoring.web.auth import Officers, OfficersError
@@ -100,24 +133,7 @@ def serve(
         except (BundleError, EncoderError, OfficersError, AccessError, ValueError) as exc:
             print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
             return 3
-        store = SQLiteHistoryStore(settings.resolved_history_path())
-        stack.callback(store.close)
-        audit = stack.enter_context(
-            AuditStore(
-                settings.resolved_audit_path(),
-                secret=settings.audit_secret(),
-                personal_data=settings.audit_personal_data,
-            )
-        )
-        service = ScoringService(
-            model,
-            settings,
-            history=store,
-            history_secret=settings.resolved_history_secret(),
-            text=text,
-            audit=audit,
-            lists=lists,
-        )
+        service = open_service(settings, model, stack, text=text, lists=lists)
         review = None
         password_file = settings.data_dir / "review-admin-password"
         if settings.review_port is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,11 @@ import polars as pl
 import pytest
 from google.protobuf import json_format
 
-from features.history_store import SQLiteHistoryStore
 from features.text.export import build_encoder, default_source
-from scoring.audit import AuditStore
 from scoring.dataset import load_dataset
 from scoring.grpc_server import Server
 from scoring.model import ScoringModel
-from scoring.service import ScoringService
+from scoring.serving import open_service
 from scoring.settings import Settings
 from scoring.synth import generate
 from scoring.text import TextRuntime
@@ -119,28 +118,13 @@ def settings(bundle_dir: Path, encoder_dir: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="session")
 async def server(settings: Settings) -> AsyncIterator[Server]:
     model = ScoringModel.load(settings.resolved_bundle(), threads=settings.model_threads)
-    store = SQLiteHistoryStore(settings.resolved_history_path())
-    text = TextRuntime(model, settings)
-    audit = AuditStore(
-        settings.resolved_audit_path(),
-        secret=settings.audit_secret(),
-        personal_data=settings.audit_personal_data,
-    )
-    service = ScoringService(
-        model,
-        settings,
-        history=store,
-        history_secret=settings.resolved_history_secret(),
-        text=text,
-        audit=audit,
-    )
-    srv = Server(service, settings)
-    await srv.start()
-    yield srv
-    await srv.stop(grace=1.0)
-    store.close()
-    text.close()
-    audit.close()
+    with ExitStack() as stack:  # the stores and encoder as `fraudscore serve` opens them
+        text = TextRuntime(model, settings)
+        stack.callback(text.close)
+        srv = Server(open_service(settings, model, stack, text=text), settings)
+        await srv.start()
+        yield srv
+        await srv.stop(grace=1.0)
 
 
 @pytest.fixture(scope="session")
