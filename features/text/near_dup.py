@@ -13,7 +13,10 @@ candidates at or above ``threshold`` (near copies).
 
 ``offline_near_duplicates`` computes both for a whole history in blocks of matrix products;
 ``NearDuplicateIndex`` computes them online, one application (or micro-batch) at a time, and keeps
-its entries in SQLite so a restart does not forget the window.
+its entries in SQLite so a restart does not forget the window. Several processes may share that
+file (`fraudscore serve --workers N`): each catches up with the entries the others wrote before it
+looks anything up, inside the write transaction that adds its own, so every application sees the
+ones committed before it whichever process took them.
 """
 
 from __future__ import annotations
@@ -126,12 +129,14 @@ class NearDuplicateIndex:
         self._who = {f: np.full(cap, -1, dtype=np.int64) for f in fields}
         self._used = dict.fromkeys(fields, 0)  # entries ever added (the ring position)
         self._since_trim = dict.fromkeys(fields, 0)
+        self._seen = dict.fromkeys(fields, 0)  # the last file entry (seq) held in memory
         self._db: sqlite3.Connection | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")  # another worker process adding its texts
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS text_index (seq INTEGER PRIMARY KEY, field TEXT NOT NULL, "
                 "ts INTEGER NOT NULL, identity TEXT, vector BLOB NOT NULL)"
@@ -140,17 +145,23 @@ class NearDuplicateIndex:
             self._load()
 
     def _load(self) -> None:
-        assert self._db is not None
         for field in self._vec:
-            rows = self._db.execute(
-                "SELECT ts, identity, vector FROM (SELECT seq, ts, identity, vector FROM text_index "
-                "WHERE field = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (field, self.cap),
-            ).fetchall()
-            for ts, who, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.size == self.dim:
-                    self._put(field, int(ts), who, vector)
+            self._catch_up(field)
+
+    def _catch_up(self, field: str) -> None:
+        """Takes into memory the file's entries not held yet: at start all (the last `cap`), later
+        those that other processes sharing the file added."""
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT seq, ts, identity, vector FROM (SELECT seq, ts, identity, vector FROM text_index "
+            "WHERE field = ? AND seq > ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (field, self._seen[field], self.cap),
+        ).fetchall()
+        for seq, ts, who, blob in rows:
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.size == self.dim:
+                self._put(field, int(ts), who, vector)
+            self._seen[field] = int(seq)
 
     def _put(self, field: str, ts: int, who: str | None, vector: Vectors) -> None:
         slot = self._used[field] % self.cap
@@ -191,38 +202,70 @@ class NearDuplicateIndex:
         n = len(ts)
         out = _empty(n)
         codes = _identity_codes(identity)
+        db = self._db
         with self._lock:
-            added: list[tuple[str, int, str | None, bytes]] = []
-            for i in range(n):
-                if not present[i]:
-                    continue
-                filled = min(self._used[field], self.cap)
-                t = self._ts[field][:filled]
-                window = (t < ts[i]) & (t >= ts[i] - self.window_us)
-                rows = np.flatnonzero(window & _others(codes[i], self._who[field][:filled]))
-                chosen = self._similarities(field, rows, vectors[i])
-                out.max_similarity[i] = float(chosen.max()) if chosen.size else np.nan
-                out.copies[i] = float((chosen >= self.threshold).sum())
-                if record:
-                    vector = np.ascontiguousarray(vectors[i], dtype=np.float32)
-                    self._put(field, int(ts[i]), identity[i], vector)
-                    added.append((field, int(ts[i]), identity[i], vector.tobytes()))
-            if added and self._db is not None:
-                self._since_trim[field] += len(added)
-                with self._db:
-                    self._db.executemany(
+            if db is not None and record:
+                db.execute("BEGIN IMMEDIATE")  # other processes' additions wait until ours are in
+            try:
+                if db is not None:
+                    self._catch_up(field)
+                added = self._lookup(field, ts, identity, codes, vectors, present, out, record)
+                if added and db is not None:
+                    db.executemany(
                         "INSERT INTO text_index (field, ts, identity, vector) VALUES (?, ?, ?, ?)", added
                     )
-                    # Keep the file bounded: what fell out of the ring is never read again. The trim
-                    # walks `cap` index entries, so it runs once per TRIM_EVERY texts, not per request.
-                    if self._since_trim[field] >= TRIM_EVERY:
-                        self._since_trim[field] = 0
-                        self._db.execute(
-                            "DELETE FROM text_index WHERE field = ? AND seq <= (SELECT seq FROM text_index "
-                            "WHERE field = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                            (field, field, self.cap),
-                        )
+                    self._seen[field] = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                    self._trim(field, len(added))
+                if db is not None and record:
+                    db.execute("COMMIT")
+            except BaseException:
+                if db is not None and db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         return out
+
+    def _lookup(
+        self,
+        field: str,
+        ts: Sequence[int],
+        identity: Sequence[str | None],
+        codes: npt.NDArray[np.int64],
+        vectors: Vectors,
+        present: npt.NDArray[np.bool_],
+        out: NearDupResult,
+        record: bool,
+    ) -> list[tuple[str, int, str | None, bytes]]:
+        """Fills `out` for each application present, remembering each in memory (when `record`)
+        before the next one looks; returns the rows to add to the file."""
+        added: list[tuple[str, int, str | None, bytes]] = []
+        for i in range(len(ts)):
+            if not present[i]:
+                continue
+            filled = min(self._used[field], self.cap)
+            t = self._ts[field][:filled]
+            window = (t < ts[i]) & (t >= ts[i] - self.window_us)
+            rows = np.flatnonzero(window & _others(codes[i], self._who[field][:filled]))
+            chosen = self._similarities(field, rows, vectors[i])
+            out.max_similarity[i] = float(chosen.max()) if chosen.size else np.nan
+            out.copies[i] = float((chosen >= self.threshold).sum())
+            if record:
+                vector = np.ascontiguousarray(vectors[i], dtype=np.float32)
+                self._put(field, int(ts[i]), identity[i], vector)
+                added.append((field, int(ts[i]), identity[i], vector.tobytes()))
+        return added
+
+    def _trim(self, field: str, added: int) -> None:
+        """Keeps the file bounded: what fell out of the ring is never read again. The delete walks
+        `cap` index entries, so it runs once per TRIM_EVERY texts, not per request."""
+        assert self._db is not None
+        self._since_trim[field] += added
+        if self._since_trim[field] >= TRIM_EVERY:
+            self._since_trim[field] = 0
+            self._db.execute(
+                "DELETE FROM text_index WHERE field = ? AND seq <= (SELECT seq FROM text_index "
+                "WHERE field = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (field, field, self.cap),
+            )
 
     def close(self) -> None:
         if self._db is not None:

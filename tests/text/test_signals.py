@@ -62,6 +62,35 @@ def test_near_duplicates_online_equal_offline_on_a_replayed_history(tmp_path):
     )
 
 
+def test_near_duplicates_shared_by_two_workers_equal_offline(tmp_path):
+    """Two indexes on one file (`serve --workers 2`: one per process) taking applications in turn
+    give every application the answer one index would: each sees what the other added."""
+    rng = np.random.default_rng(11)
+    n = 600
+    base = _unit(rng, 12)
+    vectors = base[rng.integers(0, 12, n)] + rng.normal(scale=0.05, size=(n, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ts = np.sort(rng.integers(0, 10 * 24 * HOUR_US, n)).astype(np.int64)
+    identity = [f"id-{rng.integers(0, 100)}" for _ in range(n)]
+    present = np.ones(n, bool)
+    options = {"window_us": 7 * 24 * HOUR_US, "cap": 200, "threshold": 0.95}
+    offline = offline_near_duplicates(ts, identity, vectors, present, **options)
+    workers = [NearDuplicateIndex(tmp_path / "idx.sqlite", ["purpose"], dim=16, **options) for _ in range(2)]
+    copies, best = [], []
+    for start in range(0, n, 3):  # micro-batches of 3, to each worker in turn
+        stop = min(start + 3, n)
+        out = workers[(start // 3) % 2].lookup_and_add(
+            "purpose", ts[start:stop].tolist(), identity[start:stop], vectors[start:stop], present[start:stop]
+        )
+        copies.append(out.copies)
+        best.append(out.max_similarity)
+    assert np.array_equal(np.concatenate(copies), offline.copies, equal_nan=True)
+    assert np.allclose(np.concatenate(best), offline.max_similarity, atol=1e-6, equal_nan=True)
+    assert np.nansum(offline.copies) > 50  # near copies to find, most across the two workers
+    for w in workers:
+        w.close()
+
+
 def test_near_duplicates_count_only_other_identities_within_the_window():
     v = np.tile(_unit(np.random.default_rng(1), 1), (5, 1))  # five identical texts
     ts = np.array([0, 1, 2, 3, 8 * 24], dtype=np.int64) * HOUR_US
