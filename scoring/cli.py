@@ -235,7 +235,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from scoring.serving import serve
 
-    return serve(settings, ensure_bundle=ensure_bundle, ensure_encoder=ensure_encoder)
+    return serve(settings, ensure_bundle=ensure_bundle, ensure_encoder=ensure_encoder, worker=args.worker)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path)
     p.add_argument("--port", type=int)
     p.add_argument("--host")
+    p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the parent of --workers N
 
     from scoring.cli_admin import add_parsers, client_arguments
 
@@ -394,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a 20 ms p50; 21 ms with one thread). Training keeps them: its products are large.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     overrides = {
-        k: getattr(args, k) for k in ("bundle", "port", "host") if getattr(args, k, None) is not None
+        k: getattr(args, k)
+        for k in ("bundle", "port", "host", "workers")
+        if getattr(args, k, None) is not None
     }
     settings = Settings(**overrides)
     from features.history_store import HistoryStoreError

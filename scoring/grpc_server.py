@@ -199,12 +199,14 @@ class FraudScoringServicer:
 class Server:
     """The running gRPC server: scoring, health and reflection on one port."""
 
-    def __init__(self, service: ScoringService, settings: Settings) -> None:
+    def __init__(self, service: ScoringService, settings: Settings, *, reuse_port: bool = False) -> None:
         self.service = service
         self.settings = settings
+        # Off unless this is one of `serve --workers N`'s processes: a second server started by
+        # mistake on the same port must fail, not silently take half the connections.
         options = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
         ]
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(service.metrics)]
         if settings.api_keys is not None:

@@ -28,13 +28,14 @@ async def serve_forever(
     on_ready: Callable[[int, int | None, int | None], None],
     *,
     review: ReviewSite | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serves until SIGINT/SIGTERM; `review` None serves no page. `on_ready(grpc port, review page
-    port, metrics port)`."""
+    port, metrics port)`. `reuse_port`: a worker binding the port its siblings share."""
     from scoring.grpc_server import Server
     from scoring.telemetry import MetricsSite
 
-    server = Server(service, settings)
+    server = Server(service, settings, reuse_port=reuse_port)
     await server.start()
     review_port = await review.start() if review is not None else None
     metrics = None
@@ -93,8 +94,12 @@ def serve(
     *,
     ensure_bundle: Callable[[Settings], Path],
     ensure_encoder: Callable[[Settings], Path],
+    worker: int | None = None,
 ) -> int:
-    """Returns the exit status: 0 after a clean shutdown, 3 when what it would serve is refused."""
+    """Returns the exit status: 0 after a clean shutdown, 3 when what it would serve is refused.
+
+    With `settings.workers` > 1 this process prepares and supervises the workers (`scoring.workers`);
+    `worker` is set in each of them."""
     from features.text.encoder import EncoderError
     from scoring import logs
     from scoring.access import AccessError, ApiKeys
@@ -119,13 +124,15 @@ def serve(
             lists = PolicyLists.load(settings.policy_lists) if settings.policy_lists else None
             if model.uses_text:
                 ensure_encoder(settings)
+            supervise = settings.workers > 1 and worker is None
+            if model.uses_text and not supervise:  # the workers load the encoder, not their parent
                 text = TextRuntime(model, settings)
                 stack.callback(text.close)
             officers = Officers(settings.resolved_officers_path())
             officers.names()  # a malformed officers file stops the start, not the first sign-in
             if settings.api_keys is not None:
                 ApiKeys.load(settings.api_keys)
-            else:
+            elif worker is None:  # said once, by the parent of workers
                 print(
                     "fraudscore: no api_keys file: every caller may score (set FRAUDSCORE_API_KEYS)",
                     file=sys.stderr,
@@ -133,9 +140,21 @@ def serve(
         except (BundleError, EncoderError, OfficersError, AccessError, ValueError) as exc:
             print(f"fraudscore: refusing to serve: {exc}", file=sys.stderr)
             return 3
+        password_file = settings.data_dir / "review-admin-password"
+        if supervise:
+            from scoring.workers import serve_workers
+
+            settings.audit_secret()  # made here once (the history key), not raced for by the workers
+            if settings.review_port is not None and officers.ensure_admin(password_file):
+                print(
+                    f"fraudscore: review page: first admin 'admin', password in {password_file}",
+                    file=sys.stderr,
+                )
+            version = model.version
+            del model, lists
+            return serve_workers(settings, bundle, version)
         service = open_service(settings, model, stack, text=text, lists=lists)
         review = None
-        password_file = settings.data_dir / "review-admin-password"
         if settings.review_port is not None:
             officer_log = stack.enter_context(
                 OfficerLog(settings.resolved_officer_log_path(), secret=settings.audit_secret())
@@ -156,5 +175,5 @@ def serve(
             tls = " over TLS" if settings.tls_cert else ""
             print(f"fraudscore: serving gRPC on {settings.host}:{port}{tls}{notes}", flush=True)
 
-        asyncio.run(serve_forever(service, settings, ready, review=review))
+        asyncio.run(serve_forever(service, settings, ready, review=review, reuse_port=worker is not None))
     return 0

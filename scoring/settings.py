@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     overload instead of all of them timing out in a long queue."""
     max_queue: int = Field(default=2048, ge=1)
     """Requests waiting to be scored beyond which new ones are refused with RESOURCE_EXHAUSTED."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes sharing the gRPC port (SO_REUSEPORT, Linux; `scoring.workers`). One process
+    scores on about one core; more use more cores, each with its own model and encoder in memory.
+    The kernel spreads connections, not calls: a caller's channel stays on one worker. Worker 0
+    serves the review page; worker i its metrics on `metrics_port + i`."""
     model_threads: int = Field(default=1, ge=1, le=64)
     """Threads LightGBM uses per prediction call (unset, it would take every core for one row)."""
     max_message_bytes: int = Field(default=1 << 20, ge=1 << 16)

@@ -209,7 +209,7 @@ class NearDuplicateIndex:
             try:
                 if db is not None:
                     self._catch_up(field)
-                added = self._lookup(field, ts, identity, codes, vectors, present, out, record)
+                added = self._lookup(field, (ts, identity, codes, vectors, present), out, record=record)
                 if added and db is not None:
                     db.executemany(
                         "INSERT INTO text_index (field, ts, identity, vector) VALUES (?, ?, ?, ?)", added
@@ -227,16 +227,17 @@ class NearDuplicateIndex:
     def _lookup(
         self,
         field: str,
-        ts: Sequence[int],
-        identity: Sequence[str | None],
-        codes: npt.NDArray[np.int64],
-        vectors: Vectors,
-        present: npt.NDArray[np.bool_],
+        batch: tuple[
+            Sequence[int], Sequence[str | None], npt.NDArray[np.int64], Vectors, npt.NDArray[np.bool_]
+        ],
         out: NearDupResult,
+        *,
         record: bool,
     ) -> list[tuple[str, int, str | None, bytes]]:
-        """Fills `out` for each application present, remembering each in memory (when `record`)
-        before the next one looks; returns the rows to add to the file."""
+        """Fills `out` for each application present (times, identities, their codes, vectors,
+        presence), remembering each in memory (when `record`) before the next one looks; returns the
+        rows to add to the file."""
+        ts, identity, codes, vectors, present = batch
         added: list[tuple[str, int, str | None, bytes]] = []
         for i in range(len(ts)):
             if not present[i]:

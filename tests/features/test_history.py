@@ -104,6 +104,22 @@ def test_batches_see_earlier_members_of_the_same_batch(keys, offline):
     assert history_frame(online).equals(offline.head(600))
 
 
+def test_two_stores_on_one_file_equal_offline(keys, offline, tmp_path):
+    """`serve --workers 2`: each process opens the file; micro-batches taken in turn by either see
+    every application the other recorded before them."""
+    path = tmp_path / "history.sqlite"
+    stores = [SQLiteHistoryStore(path, checkpoint_seconds=0.05) for _ in range(2)]
+    stores[0].record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
+    rows = list(keys.head(600).iter_rows(named=True))
+    online = []
+    for n, start in enumerate(range(0, len(rows), 8)):
+        online += stores[n % 2].lookup_and_record(rows[start : start + 8])
+    for store in stores:
+        store.close()
+    assert history_frame(online).equals(offline.head(600))
+    assert offline.head(600).get_column("device_apps_28d").max() >= 2  # repeats to see across stores
+
+
 def test_a_retry_does_not_count_twice(keys):
     store = SQLiteHistoryStore(":memory:")
     rows = list(keys.head(50).iter_rows(named=True))

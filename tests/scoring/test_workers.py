@@ -1,0 +1,121 @@
+"""`fraudscore serve --workers 2`: two processes on one port (SO_REUSEPORT) sharing the stores, as a
+user runs it. Both workers answer, every decision lands in the one audit store, a retry that reaches
+the other worker gets the decision on record, a killed worker is restarted, and SIGTERM stops all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from scoring.audit import AuditStore
+from scoring.v1 import scoring_pb2 as pb
+from scoring.v1 import scoring_pb2_grpc as pb_grpc
+from tests.conftest import application, with_attributes
+
+FRAUDSCORE = str(Path(sys.executable).parent / "fraudscore")
+pytestmark = pytest.mark.slow
+
+CHANNELS = 16  # the kernel spreads connections: 16 all on one worker has odds of 2**-15
+
+
+def _lines_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 180) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+        if re.search(pattern, line):
+            return seen
+    raise AssertionError(f"no line matching {pattern!r}; got {seen}")
+
+
+def _decisions(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fraudscore_decisions_total{")
+    )
+
+
+def _score_everywhere(port: int, apps: list[pb.LoanApplication]) -> list[pb.ScoreResponse]:
+    """Each application over its own new channel (connection), so both workers get some."""
+    out = []
+    for app in apps:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            out.append(pb_grpc.FraudScoringStub(channel).Score(pb.ScoreRequest(application=app), timeout=30))
+    return out
+
+
+def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
+    data = tmp_path / "var"
+    env = dict(
+        os.environ,
+        FRAUDSCORE_BUNDLE=str(settings.bundle),
+        FRAUDSCORE_ENCODER_DIR=str(settings.encoder_dir),
+        FRAUDSCORE_DATA_DIR=str(data),
+        FRAUDSCORE_REVIEW_PORT="0",
+        FRAUDSCORE_METRICS_PORT="0",
+        FRAUDSCORE_GRACE_SECONDS="1",
+    )
+    with (tmp_path / "stderr.log").open("w") as err:
+        proc = subprocess.Popen(
+            [FRAUDSCORE, "serve", "--workers", "2", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+    try:
+        lines = _lines_until(proc, r"^fraudscore: serving gRPC on ")
+        port = int(re.search(r"serving gRPC on 127\.0\.0\.1:(\d+) .*2 worker processes", lines[-1]).group(1))
+        ready = {
+            int(m.group(1)): m
+            for line in lines
+            if (m := re.match(r"fraudscore: worker (\d) \(pid (\d+)\) ready: (.*)", line))
+        }
+        assert sorted(ready) == [0, 1]
+        assert "review page on" in ready[0].group(3) and "review page" not in ready[1].group(3)
+        metrics = {i: re.search(r"metrics on (\S+)", m.group(3)).group(1) for i, m in ready.items()}
+
+        apps = [with_attributes(application()) for _ in range(CHANNELS)]
+        first = _score_everywhere(port, apps)
+        per_worker = [_decisions(metrics[i]) for i in (0, 1)]
+        assert sum(per_worker) == CHANNELS and min(per_worker) > 0, per_worker
+
+        # A retry of each, over new connections: whichever worker it reaches answers from the record.
+        again = _score_everywhere(port, apps)
+        assert [(r.application_id, r.score, r.decision) for r in again] == [
+            (r.application_id, r.score, r.decision) for r in first
+        ]
+        assert sum(_decisions(metrics[i]) for i in (0, 1)) == CHANNELS  # none scored twice
+        with AuditStore(data / "audit.sqlite", secret=settings.audit_secret()) as audit:
+            assert all(audit.get(a.application_id) is not None for a in apps)
+
+        # A worker killed outright is restarted on the same port; the service answers meanwhile.
+        os.kill(int(ready[1].group(2)), signal.SIGKILL)
+        restarted = _lines_until(proc, r"^fraudscore: worker 1 \(pid \d+\) ready")
+        assert int(re.search(r"pid (\d+)", restarted[-1]).group(1)) != int(ready[1].group(2))
+        assert len(_score_everywhere(port, [with_attributes(application()) for _ in range(4)])) == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(60)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert status == 0
+    for m in ready.values():  # the workers are gone with their parent
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(m.group(2)), 0)
