@@ -208,9 +208,12 @@ class FraudscoreServer:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
-def start_server(bundle_dir: Path, state: Path, source: Path | None = None) -> FraudscoreServer:
+def start_server(
+    bundle_dir: Path, state: Path, source: Path | None = None, *, workers: int = 1
+) -> FraudscoreServer:
     """`fraudscore serve` on copies of the history store and text index and a fresh audit store,
-    so every run starts from the same state; with `source`, the code exported there (`export`)."""
+    so every run starts from the same state; with `source`, the code exported there (`export`);
+    `workers` > 1: `serve --workers N` (N processes on one port; the pid is their parent's)."""
     state.mkdir(parents=True, exist_ok=True)
     for name in ("history.sqlite", "text-index.sqlite"):
         if (DATA / name).exists():
@@ -233,7 +236,15 @@ def start_server(bundle_dir: Path, state: Path, source: Path | None = None) -> F
         command = [sys.executable, "-m", "scoring.cli"]
     log = (state / "server.log").open("w")
     proc = subprocess.Popen(
-        [*command, "serve", "--port", "0", "--bundle", str(bundle_dir)],
+        [
+            *command,
+            "serve",
+            "--port",
+            "0",
+            "--bundle",
+            str(bundle_dir),
+            *(["--workers", str(workers)] if workers > 1 else []),
+        ],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

@@ -17,6 +17,7 @@ its model in worker processes).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import resource
@@ -162,6 +163,25 @@ def unary(channel: grpc.aio.Channel, method: str) -> UnaryCall:
     """A callable sending raw request bytes to `method` and returning raw response bytes."""
     call: UnaryCall = channel.unary_unary(method, request_serializer=identity, response_deserializer=identity)
     return call
+
+
+def spread(calls: Sequence[UnaryCall]) -> UnaryCall:
+    """One call over several channels in turn (`channels`): a server of several processes sharing a
+    port (`serve --workers N`) gets connections, not calls, spread over its processes."""
+    turn = itertools.cycle(calls)
+
+    def call(data: bytes, *, timeout: float) -> Any:
+        return next(turn)(data, timeout=timeout)
+
+    return call  # type: ignore[return-value]
+
+
+def channels(target: str, n: int) -> list[grpc.aio.Channel]:
+    """`n` channels to `target`, each on its own connection (gRPC would share one among channels
+    with equal arguments)."""
+    return [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)
+    ]
 
 
 async def _one(call: UnaryCall, data: bytes, t0: float, rec: Recorder, timeout: float) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from features.history import KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
 from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
+from features.writelock import FileWriteLock
 
 # PRAGMA user_version of the file: 2 = keys as 16-byte blobs, 3 = outcomes, 4 = each application's
 # identity and link keys (rings)
@@ -108,6 +109,7 @@ class SQLiteHistoryStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._check_format()
+        self._writers = FileWriteLock(self.path)  # other processes' writers (serve --workers N)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if self.path != ":memory:":
@@ -171,7 +173,7 @@ class SQLiteHistoryStore:
         """Records (application id, confirmed fraud, known at µs); a later record for the same
         application replaces the earlier one (an officer may correct an outcome)."""
         n = 0
-        with self._lock:
+        with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for app, fraud, known_at in outcomes:
@@ -262,7 +264,7 @@ class SQLiteHistoryStore:
         self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
     ) -> list[dict[str, float | None]]:
         out = []
-        with self._lock:
+        with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for row in batch:
@@ -313,7 +315,7 @@ class SQLiteHistoryStore:
     def record_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Appends applications without looking anything up (loading a lender's history)."""
         n = 0
-        with self._lock:
+        with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for row in rows:
@@ -363,3 +365,4 @@ class SQLiteHistoryStore:
             if self._checkpointer is not None:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
+            self._writers.close()

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from features.schema import CANONICAL_SCHEMA, FIELDS
+from features.writelock import FileWriteLock
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
 from scoring.explain import FeatureContribution, Reason
 from scoring.personal import Mode, PersonalData, iso
@@ -235,6 +236,7 @@ class AuditStore:
         self._db.execute("PRAGMA busy_timeout=10000")  # another process sharing the file
         self._db.execute("PRAGMA foreign_keys=ON")
         self._check_format()
+        self._writers = FileWriteLock(self.path)  # other processes' writers (serve --workers N)
 
     def _check_format(self) -> None:
         """Creates the tables in a new file; refuses a file written in another format."""
@@ -474,19 +476,21 @@ class AuditStore:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception; the caller holds the lock."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._writers:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
+            self._writers.close()
 
     def __enter__(self) -> AuditStore:
         return self

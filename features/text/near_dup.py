@@ -21,6 +21,7 @@ ones committed before it whichever process took them.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from features.writelock import FileWriteLock
 
 Vectors = npt.NDArray[np.float32]
 BLOCK = 1024
@@ -131,6 +134,7 @@ class NearDuplicateIndex:
         self._since_trim = dict.fromkeys(fields, 0)
         self._seen = dict.fromkeys(fields, 0)  # the last file entry (seq) held in memory
         self._db: sqlite3.Connection | None = None
+        self._writers: FileWriteLock | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -142,6 +146,7 @@ class NearDuplicateIndex:
                 "ts INTEGER NOT NULL, identity TEXT, vector BLOB NOT NULL)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS text_index_field ON text_index (field, seq)")
+            self._writers = FileWriteLock(path)  # other processes' writers (serve --workers N)
             self._load()
 
     def _load(self) -> None:
@@ -203,7 +208,8 @@ class NearDuplicateIndex:
         out = _empty(n)
         codes = _identity_codes(identity)
         db = self._db
-        with self._lock:
+        writers = self._writers if record else None
+        with self._lock, writers or contextlib.nullcontext():
             if db is not None and record:
                 db.execute("BEGIN IMMEDIATE")  # other processes' additions wait until ours are in
             try:
@@ -272,3 +278,6 @@ class NearDuplicateIndex:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._writers is not None:
+            self._writers.close()
+            self._writers = None
