@@ -275,7 +275,7 @@ async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def stream_batches(
-    channel: grpc.aio.Channel,
+    channel: grpc.aio.Channel | Sequence[grpc.aio.Channel],
     method: str,
     requests: Iterator[bytes],
     *,
@@ -288,13 +288,16 @@ async def stream_batches(
 ) -> dict[str, Any]:
     """Bidirectional streams of `items` requests each, `streams` at a time, for about `seconds`;
     throughput in items answered per second. `is_error` names the error code of an error item."""
-    call = channel.stream_stream(method, request_serializer=identity, response_deserializer=identity)
+    chans = list(channel) if isinstance(channel, Sequence) else [channel]
+    calls = [
+        c.stream_stream(method, request_serializer=identity, response_deserializer=identity) for c in chans
+    ]
     rec = Recorder()
     before = sample(pid)
     stop_at = rec.started + seconds
     batch_s: list[float] = []
 
-    async def one_stream() -> None:
+    async def one_stream(call: Any) -> None:
         while time.perf_counter() < stop_at:
             batch = [next(requests) for _ in range(items)]
             t = time.perf_counter()
@@ -309,13 +312,14 @@ async def stream_batches(
                 rec.error(exc.code().name)
             batch_s.append(time.perf_counter() - t)
 
-    await asyncio.gather(*(one_stream() for _ in range(streams)))
+    # `streams` per channel: several channels (connections) reach several worker processes.
+    await asyncio.gather(*(one_stream(call) for call in calls for _ in range(streams)))
     elapsed = time.perf_counter() - rec.started
     out = rec.summary(elapsed, before, sample(pid))
     del out["latency_ms"], out["windows"], out["window_p99_median"]
     return {
         "mode": "stream",
         "items_per_stream": items,
-        "streams": streams,
+        "streams": streams * len(calls),
         "stream_seconds": percentiles([s * 1000 for s in batch_s]),
     } | out

@@ -88,6 +88,18 @@ FRAUDSCORE: dict[str, tuple[str, list[Phase]]] = {
             Phase("ScoreBatch", "stream", 2000, quick=True),
         ],
     ),
+    # `serve --workers 2` (two processes on one port, SO_REUSEPORT); the client spreads its calls
+    # over 8 connections, since the kernel spreads connections, not calls.
+    "history-2w": (
+        "history",
+        [
+            Phase("tabular+history, 2 workers", "closed", 16, quick=True),
+            Phase("tabular+history, 2 workers", "closed", 64),
+            Phase("tabular+history, 2 workers", "open", 250, quick=True),
+            Phase("tabular+history, 2 workers", "open", 500, quick=True),
+            Phase("tabular+history, 2 workers", "stream", 2000, quick=True),
+        ],
+    ),
     "text": (
         "text",
         [
@@ -97,6 +109,8 @@ FRAUDSCORE: dict[str, tuple[str, list[Phase]]] = {
         ],
     ),
 }
+WORKERS = {"history-2w": 2}
+CONNECTIONS = {"history-2w": 8}
 MLSERVER_PHASES = [
     Phase("MLServer", "closed", 1, quick=True),
     Phase("MLServer", "closed", 4),
@@ -138,16 +152,17 @@ def needed(phase: Phase, seconds: float) -> int:
 
 async def run_phase(  # noqa: PLR0917
     phase: Phase,
-    channel: grpc.aio.Channel,
+    channel: grpc.aio.Channel | list[grpc.aio.Channel],
     pid: int,
     requests: Iterator[bytes],
     seconds: float,
     method: str,
     keep: int,
 ) -> tuple[dict[str, Any], list[bytes]]:
-    if phase.mode == "stream":
+    channels = channel if isinstance(channel, list) else [channel]
+    if phase.mode == "stream":  # one stream per worker process (connection), at most 2
         result = await loadgen.stream_batches(
-            channel,
+            channels[: min(2, len(channels))],
             fs.SCORE_BATCH,
             requests,
             items=int(phase.level),
@@ -156,7 +171,7 @@ async def run_phase(  # noqa: PLR0917
             is_error=fs.batch_item_error,
         )
         return result, []
-    call = loadgen.unary(channel, method)
+    call = loadgen.spread([loadgen.unary(c, method) for c in channels])
     if phase.mode == "closed":
         return await loadgen.closed_loop(
             call, requests, concurrency=int(phase.level), seconds=seconds, pid=pid, keep_responses=keep
@@ -182,34 +197,44 @@ def run_fraudscore(server_name: str, args: argparse.Namespace, work: Path) -> li
     warm = pool.requests(warm_pool, 300 if kind == "text" else 1500)
     text_tokens = pool.tokens(pool._text(0)) if kind == "text" else None
     log(f"starting fraudscore serve --bundle {bundle_dir} ({server_name})")
-    server = fs.start_server(bundle_dir, work / f"fraudscore-{server_name}", args.source)
+    workers = WORKERS.get(server_name, 1)
+    server = fs.start_server(bundle_dir, work / f"fraudscore-{server_name}", args.source, workers=workers)
     out = []
     try:
 
         async def drive() -> None:
-            async with grpc.aio.insecure_channel(server.target) as channel:
-                warm_up = Phase("warm-up", "closed", 4)
-                await run_phase(warm_up, channel, server.pid, fs.cycle(warm, [0]), 3.0, fs.SCORE, 0)
-                for phase, requests in plans:
-                    await quiet(args.quiet_wait)
-                    seconds = phase_seconds(phase, args)
-                    repeats = [0]
-                    result, responses = await run_phase(
-                        phase, channel, server.pid, fs.cycle(requests, repeats), seconds, fs.SCORE, 10**7
-                    )
-                    result |= {
-                        "system": "fraudscore",
-                        "server": server_name,
-                        "bundle": str(bundle_dir.relative_to(fs.ROOT)),
-                        "scenario": phase.scenario,
-                        "label": phase.label(),
-                        "repeated_applications": repeats[0],
-                    }
-                    if text_tokens is not None:
-                        result["text_tokens"] = text_tokens
-                    result |= fs.summarise_responses(responses)
-                    out.append(result)
-                    log(suite_report.one_line(result))
+            channels = loadgen.channels(server.target, CONNECTIONS.get(server_name, 1))
+            try:
+                await drive_on(channels)
+            finally:
+                for c in channels:
+                    await c.close()
+
+        async def drive_on(channel: list[grpc.aio.Channel]) -> None:
+            warm_up = Phase("warm-up", "closed", 4)
+            await run_phase(warm_up, channel, server.pid, fs.cycle(warm, [0]), 3.0, fs.SCORE, 0)
+            for phase, requests in plans:
+                await quiet(args.quiet_wait)
+                seconds = phase_seconds(phase, args)
+                repeats = [0]
+                result, responses = await run_phase(
+                    phase, channel, server.pid, fs.cycle(requests, repeats), seconds, fs.SCORE, 10**7
+                )
+                result |= {
+                    "system": "fraudscore",
+                    "server": server_name,
+                    "bundle": str(bundle_dir.relative_to(fs.ROOT)),
+                    "scenario": phase.scenario,
+                    "label": phase.label(),
+                    "repeated_applications": repeats[0],
+                    "workers": workers,
+                    "connections": len(channel),
+                }
+                if text_tokens is not None:
+                    result["text_tokens"] = text_tokens
+                result |= fs.summarise_responses(responses)
+                out.append(result)
+                log(suite_report.one_line(result))
 
         asyncio.run(drive())
     finally:
@@ -357,7 +382,7 @@ def main() -> int:
         "--seconds", type=float, default=None, help="length of each phase (default 15; 4 quick)"
     )
     parser.add_argument(
-        "--only", nargs="*", default=None, help="servers to run: tabular history text mlserver"
+        "--only", nargs="*", default=None, help="servers to run: tabular history history-2w text mlserver"
     )
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument(
@@ -373,7 +398,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.seconds = args.seconds or (4.0 if args.quick else 15.0)
-    only = set(args.only or ["tabular", "history", "text", "mlserver"])
+    only = set(args.only or ["tabular", "history", "history-2w", "text", "mlserver"])
     command = "uv run --frozen python bench/suite.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
@@ -384,7 +409,7 @@ def main() -> int:
     if args.rev:
         commit, args.source = fs.export(args.rev, work / "source")
         code = {"served": f"git archive {commit} (scoring/, features/)", "head": commit, "uncommitted": []}
-    for name in ("tabular", "history", "text"):
+    for name in ("tabular", "history", "history-2w", "text"):
         if name in only:
             runs += run_fraudscore(name, args, work)
     if "mlserver" in only:

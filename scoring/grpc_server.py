@@ -72,11 +72,13 @@ class FraudScoringServicer:
         self.service = service
         self.settings = settings
 
-    async def _score(self, request: pb.ScoreRequest, timeout: float | None) -> pb.ScoreResponse:
+    async def _score(
+        self, request: pb.ScoreRequest, timeout: float | None, *, shed: bool = True
+    ) -> pb.ScoreResponse:
         if not request.HasField("application"):
             raise InvalidApplicationError("application is required")
         raw, attributes, errors = wire.application_from_pb(request.application)
-        result = await self.service.score(raw, attributes, timeout=timeout, read_errors=errors)
+        result = await self.service.score(raw, attributes, timeout=timeout, read_errors=errors, shed=shed)
         return wire.result_to_pb(result)
 
     async def Score(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ScoreResponse:
@@ -120,7 +122,9 @@ class FraudScoringServicer:
 
     async def _batch_item(self, index: int, data: bytes, timeout: float | None) -> pb.ScoreBatchItem:
         try:
-            response = await self._score(_parse(pb.ScoreRequest, data), timeout)
+            # Not shed by queue length: a stream's items are already bounded by its window, and a
+            # bulk caller wants them queued; the stream's deadline still applies.
+            response = await self._score(_parse(pb.ScoreRequest, data), timeout, shed=False)
         except FraudscoreError as exc:
             error = pb.ScoreError(code=exc.grpc_status_code().name, message=exc.details())
             return pb.ScoreBatchItem(index=index, error=error)

@@ -163,8 +163,11 @@ class ScoringService:
         *,
         timeout: float | None = None,
         read_errors: Sequence[FieldError] = (),
+        shed: bool = True,
     ) -> ScoreResult:
-        """Scores one application; `timeout` is the caller's remaining deadline in seconds."""
+        """Scores one application; `timeout` is the caller's remaining deadline in seconds. `shed`
+        False (ScoreBatch items): not refused for the queue ahead (`max_queue_wait_ms`), only for
+        a deadline that the queue ahead would miss."""
         received = time.perf_counter()
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
@@ -186,7 +189,7 @@ class ScoringService:
             digest,
             dt.datetime.now(dt.UTC),
         )
-        self._admit(pending)
+        self._admit(pending, shed=shed)
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
@@ -195,7 +198,7 @@ class ScoringService:
             ) from None
         return await pending.future
 
-    def _admit(self, pending: _Pending) -> None:
+    def _admit(self, pending: _Pending, *, shed: bool = True) -> None:
         """Refuses (RESOURCE_EXHAUSTED) a request that would wait past `max_queue_wait_ms` or past its
         own deadline: under overload the excess is shed at once, not timed out after queueing."""
         assert self._queue is not None
@@ -210,7 +213,7 @@ class ScoringService:
                 f"busy: about {wait * 1000:.0f} ms of queued work is ahead and the deadline leaves less; "
                 "retry with backoff"
             )
-        if wait * 1000.0 > self.settings.max_queue_wait_ms:
+        if shed and wait * 1000.0 > self.settings.max_queue_wait_ms:
             raise OverloadedError(
                 f"busy: about {wait * 1000:.0f} ms of queued work is ahead (limit "
                 f"{self.settings.max_queue_wait_ms:g} ms); retry with backoff"

@@ -99,6 +99,12 @@ async def test_overload_is_shed_at_admission_by_expected_wait(settings):
             stub = pb_grpc.FraudScoringStub(channel)
             calls = [stub.Score(pb.ScoreRequest(application=application()), timeout=30) for _ in range(200)]
             results = await asyncio.gather(*calls, return_exceptions=True)
+            scored_unary = server.service.scored
+            # A ScoreBatch stream's items queue (its window bounds them) rather than being shed.
+            stream = stub.ScoreBatch(
+                iter([pb.ScoreRequest(application=application()) for _ in range(200)]), timeout=60
+            )
+            items = [item async for item in stream]
     finally:
         await server.stop(grace=1.0)
     shed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
@@ -106,4 +112,7 @@ async def test_overload_is_shed_at_admission_by_expected_wait(settings):
     assert answered and shed and len(answered) + len(shed) == 200
     assert {e.code() for e in shed} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert all("of queued work is ahead" in (e.details() or "") for e in shed)
-    assert server.service.scored == len(answered)  # the shed ones cost no scoring
+    assert scored_unary == len(answered)  # the shed ones cost no scoring
+    assert len(items) == 200 and all(item.HasField("response") for item in items), [
+        item.error for item in items if item.HasField("error")
+    ][:3]
