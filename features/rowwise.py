@@ -123,6 +123,7 @@ def _email(row: Mapping[str, Any]) -> dict[str, Any]:
     local = None if lower is None else (m.group(1) if (m := _LOCAL.match(lower)) else None)
     domain = None if lower is None else (m.group(1) if (m := _DOMAIN.search(lower)) else None)
     present = email is not None
+    digits = None if local is None else _ratio(float(_count(_DIGITS, local)), len(local))
     similarity = None
     if local is not None:
         not_letter = _class_of(_not_letter)
@@ -143,9 +144,7 @@ def _email(row: Mapping[str, Any]) -> dict[str, Any]:
         "email_is_freemail": None if not present or domain is None else int(domain in _FREEMAIL),
         "email_valid": None if not present else int(_EMAIL_VALID.fullmatch(email) is not None),
         "email_local_len": None if local is None else len(local),
-        "email_local_digit_share": None
-        if local is None
-        else _ratio(float(_count(_DIGITS, local)), len(local)),
+        "email_local_digit_share": digits,
         "name_email_similarity": similarity,
     }
 
