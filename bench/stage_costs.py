@@ -75,12 +75,14 @@ def main() -> int:
     mode = getattr(settings, "audit_personal_data", None)
     extra: dict[str, Any] = {"personal_data": mode} if mode else {}
     audit = AuditStore(work / "audit.sqlite", secret=settings.audit_secret(), **extra)
-    sizes = (1, 16, 64)
+    sizes = (1, 4, 16, 64)
     n = sum(sizes) * (args.reps + 3)
     apps = []
     for i, row in enumerate(generate(n, seed=4321).select(list(CANONICAL_SCHEMA)).iter_rows(named=True)):
         row["application_id"] = f"STAGES-{i}"
         apps.append(application_to_pb(row).SerializeToString())
+
+    row_path = hasattr(model, "score_batch")
 
     def timed(name: str, f: Callable[[], T], samples: dict[str, list[tuple[float, float]]]) -> T:
         cpu, wall = time.process_time(), time.perf_counter()
@@ -108,14 +110,18 @@ def main() -> int:
         digests = timed("payload digest", lambda: [payload_digest(r) for r in rows], s)
         frame = timed("canonical frame", lambda: model.pipeline.frame_from_rows(rows), s)
         keys = timed("hashed keys (polars)", lambda: entity_key_rows(frame, secret), s)
-        history = timed(
-            "history lookup + append (SQLite)", lambda: history_frame(store.lookup_and_record(keys)), s
-        )
+        history = timed("history lookup + append (SQLite)", lambda: store.lookup_and_record(keys), s)
         used = history if model.uses_history else None
-        scores = timed("features + matrix + LightGBM", lambda: model.score_frame(frame, used, None), s)
+        if row_path:  # small batches without polars (ScoringModel.score_batch)
+            scores = timed("features + matrix + LightGBM", lambda: model.score_batch(frame, used, None), s)
+        else:  # a revision before the row-wise path
+            frames = None if used is None else history_frame(used)
+            scores = timed("features + matrix + LightGBM", lambda: model.score_frame(frame, frames, None), s)
         flagged = [j for j, d in enumerate(scores.decisions) if d is not Decision.APPROVE]
         explained = timed("TreeSHAP reasons (REVIEW/DECLINE only)", lambda: scores.explain(flagged), s)
-        features = timed("feature rows for the record", scores.features.to_dicts, s)
+        features = timed(
+            "feature rows for the record", scores.feature_rows if row_path else scores.features.to_dicts, s
+        )
         now = dt.datetime.now(dt.UTC)
         reasons = dict(zip(flagged, explained, strict=True))
         results = [

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 
+from features import rowwise
 from features.rings import RING_BOUND, RING_FEATURES, RingBound, RingSize, offline_rings
 
 HOUR_US: Final = 3_600 * 1_000_000
@@ -185,7 +186,13 @@ def entity_key_rows(canonical: pl.DataFrame, secret: bytes) -> list[dict[str, An
     costs microseconds, where a polars call per key column would cost milliseconds."""
     if not secret:
         raise ValueError("the history secret must not be empty")
-    rows = key_values(canonical).to_dicts()
+    rows: list[dict[str, Any]] | None = None
+    if canonical.height <= rowwise.ROW_PATH_MAX:  # a small batch: without polars' cost per call
+        canonical_rows = canonical.to_dicts()
+        if all(rowwise.accepts(r) for r in canonical_rows):
+            rows = [rowwise.key_values_row(r) for r in canonical_rows]
+    if rows is None:
+        rows = key_values(canonical).to_dicts()
     for row, app in zip(rows, canonical.get_column("application_id"), strict=True):
         for name in HASHED:
             value = row[name]

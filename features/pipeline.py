@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from features import rowwise
+from features.history import HISTORY_FEATURES
 from features.schema import ATTRIBUTE_PREFIX, CANONICAL_SCHEMA, FieldError, ValidationError
 from features.tabular import tabular_expressions
 
@@ -107,6 +109,8 @@ class FeaturePipeline:
     # Built once per spec: the expressions (and their category mappings) are shared by every batch.
     _matrix_for: FeatureSpec | None = field(default=None, repr=False)
     _matrix_exprs: list[pl.Expr] = field(default_factory=list, repr=False)
+    _codes_for: FeatureSpec | None = field(default=None, repr=False)
+    _codes: list[tuple[str, dict[str, float] | None]] = field(default_factory=list, repr=False)
 
     # -- frames ----------------------------------------------------------------------------
     def canonical_schema(self) -> pl.Schema:
@@ -153,6 +157,41 @@ class FeaturePipeline:
             parts.append(text)
         return parts[0] if len(parts) == 1 else pl.concat(parts, how="horizontal")
 
+    def feature_rows(
+        self,
+        canonical: Sequence[Mapping[str, Any]],
+        history: Sequence[Mapping[str, float | None]] | None = None,
+        text: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """`features(...).to_dicts()` for a few applications without polars (`features.rowwise`):
+        the same names, order, values and types. `canonical` are rows of a canonical frame (its
+        `to_dicts()`), `history` the store's rows (`features.history.online_history`), `text` the
+        text frame's rows. None when a row is one the row-wise path does not take: use `features`."""
+        spec = self.spec
+        if spec is None:
+            raise RuntimeError("FeaturePipeline.feature_rows needs a spec (fit_spec or a bundle)")
+        if spec.history and history is None:
+            raise ValueError("this model uses history features: pass the history rows")
+        if spec.text and text is None:
+            raise ValueError("this model uses text signals: pass the text rows")
+        if not all(rowwise.accepts(row) for row in canonical):
+            return None
+        out = []
+        for i, row in enumerate(canonical):
+            features = rowwise.tabular_row(row)
+            for a in spec.attributes:
+                value = row.get(a.column)
+                features[a.column] = None if value is None else float(value) if a.kind == "numeric" else value
+            if history is not None and spec.history:
+                past = history[i]
+                features.update(
+                    {n: None if past[n] is None else float(past[n]) for n in HISTORY_FEATURES}  # type: ignore[arg-type]
+                )
+            if text is not None and spec.text:
+                features.update(text[i])
+            out.append(features)
+        return out
+
     # -- the model matrix ------------------------------------------------------------------
     def fit_spec(
         self,
@@ -192,6 +231,29 @@ class FeaturePipeline:
             self._matrix_for = self.spec
         return features.select(self._matrix_exprs).to_numpy(order="c").astype(np.float64, copy=False)
 
+    def matrix_from_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """`matrix` of feature rows (`feature_rows`): the same float64 matrix, built in Python."""
+        if self.spec is None:
+            raise RuntimeError("FeaturePipeline.matrix_from_rows needs a spec (fit_spec or a bundle)")
+        if self._codes_for is not self.spec:
+            self._codes = [
+                (
+                    f.name,
+                    {c: float(i) for i, c in enumerate(f.categories)} if f.kind == "categorical" else None,
+                )
+                for f in self.spec.features
+            ]
+            self._codes_for = self.spec
+        codes = self._codes
+        out = np.empty((len(rows), len(codes)), dtype=np.float64)
+        nan = math.nan
+        for i, row in enumerate(rows):
+            out[i] = [
+                nan if (v := row[name]) is None else float(v) if code is None else code.get(v, nan)
+                for name, code in codes
+            ]
+        return out
+
     # -- lender attributes from the wire ---------------------------------------------------
     def coerce_attributes(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         """Checks a request's attributes against the spec: known keys, right kinds.
@@ -223,9 +285,13 @@ class FeaturePipeline:
         return out
 
 
+def _codes(f: FeatureDef) -> dict[str, float]:
+    """A categorical feature's values to their matrix codes (the vocabulary index)."""
+    return {c: float(i) for i, c in enumerate(f.categories)}
+
+
 def _matrix_expr(f: FeatureDef) -> pl.Expr:
     col = pl.col(f.name)
     if f.kind == "categorical":
-        mapping = {c: i for i, c in enumerate(f.categories)}
-        col = col.cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.Float64)
+        col = col.cast(pl.String).replace_strict(_codes(f), default=None, return_dtype=pl.Float64)
     return col.cast(pl.Float64).fill_null(float("nan")).alias(f.name)

@@ -41,8 +41,26 @@ from features.tabular import (
     PHONE_PREFIX_BY_COUNTRY,
 )
 
-# Unicode White_Space, Rust's `\s`.
+# Micro-batches up to this many applications take the row-wise path: polars costs about 2.5 ms a
+# call whatever the height (3 ms for 64 rows), plain Python about 0.05 ms a row.
+ROW_PATH_MAX: Final = 16
+
+# Unicode White_Space, Rust's `\s` and what its `trim` strips (Python's \s and strip() add \x1c-\x1f).
 _WS: Final = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_WS_CHARS: Final = (
+    "".join(
+        chr(c) for c in (9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029)
+    )
+    + "\u202f\u205f\u3000"
+)
+_SPACES: Final = re.compile(f"[{_WS}]+")
+_NOT_DIGIT: Final = re.compile(r"[^0-9]")
+_NOT_ID: Final = re.compile(r"[^0-9A-Z]")
+_REG_NOISE: Final = re.compile(f"[{_WS}-]")
+_SPACE: Final = re.compile(f"[{_WS}]")
+_IP4_24: Final = re.compile(r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})\.[0-9]{1,3}")
+_IP6_48: Final = re.compile(r"([0-9a-f]{0,4}:[0-9a-f]{0,4}:[0-9a-f]{0,4}):")
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _WORDS: Final = re.compile(f"[^{_WS}]+")
 _DIGITS: Final = re.compile(r"[0-9]")
 _CJK: Final = re.compile(CJK)
@@ -260,4 +278,56 @@ def tabular_row(row: Mapping[str, Any]) -> dict[str, Any]:
         **_text(row, "text_loan_purpose", "purpose"),
         **_text(row, "text_business_description", "business"),
         **_text(row, "text_employment_description", "employment"),
+    }
+
+
+# -- the history's entity keys (features.history.key_values) --------------------------------------
+def _lower(value: str | None) -> str | None:
+    return None if value is None else _SPACES.sub(" ", value.lower()).strip(_WS_CHARS)
+
+
+def _joined(*parts: str | None) -> str | None:
+    return None if parts[0] is None else "|".join(p for p in parts if p is not None)
+
+
+def _blank_to_none(value: str) -> str | None:
+    return value or None
+
+
+def key_values_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`features.history.key_values` of one canonical row: the same clear-text keys, exactly (they
+    are hashed and looked up: one character apart is another key). Check `accepts(row)` first."""
+    submitted, amount, born = row["submitted_at"], row["loan_amount"], row["date_of_birth"]
+    ip = None if row["ip_address"] is None else row["ip_address"].lower()
+    ip24 = None
+    if ip is not None:
+        m = _IP4_24.fullmatch(ip) or _IP6_48.match(ip)
+        ip24 = m.group(1) if m else None
+    dob = None if born is None else born.isoformat()
+    email = _lower(row["email"])
+    phone, ident = row["phone"], row["national_id"]
+    account, reg, country = (
+        row["bank_account_number"],
+        row["business_registration_number"],
+        row["address_country"],
+    )
+    return {
+        "ts": None if submitted is None else (submitted - _EPOCH) // dt.timedelta(microseconds=1),
+        "cents": None if amount is None else round(amount * 100.0),  # half to even, as polars
+        "identity": _joined(_lower(row["first_name"]), _lower(row["last_name"]), dob),
+        "email_key": email,
+        "device": None if row["device_id"] is None else row["device_id"].strip(_WS_CHARS),
+        "phone": None if phone is None else _blank_to_none(_NOT_DIGIT.sub("", phone)),
+        "email": email,
+        "ip": ip,
+        "ip24": ip24,
+        "address": _joined(_lower(row["address_line1"]), _lower(row["address_postal_code"]), country),
+        "postal_code": _joined(_lower(row["address_postal_code"]), country),
+        "national_id": None if ident is None else _blank_to_none(_NOT_ID.sub("", ident.upper())),
+        "bank_account": _joined(
+            None if account is None else _SPACE.sub("", account), row["bank_routing_number"]
+        ),
+        "employer": _lower(row["employer"]),
+        "business_reg": None if reg is None else _REG_NOISE.sub("", reg.upper()),
+        "date_of_birth": dob,
     }

@@ -328,12 +328,14 @@ class ScoringService:
         frame = self.model.pipeline.frame_from_rows(generate(1, seed=0).to_dicts())
         history, keys = None, entity_key_rows(frame, self._secret) if self._secret else None
         if self.history is not None and keys is not None and self.model.uses_history:
-            history = history_frame(self.history.lookup_and_record(keys, record=False))
+            history = self.history.lookup_and_record(keys, record=False)
         text = None
         if self.text is not None and keys is not None:
             text = self.text.signals(frame, [k["identity"] for k in keys], record=False)
-            self.model.score_frame(frame, history, None)  # the fallback model, too
-        self.model.score_frame(frame, history, text)
+            self.model.score_batch(frame, history, None)  # the fallback model, too
+        # Both paths: the row-wise one (small batches; builds its character tables) and polars'.
+        self.model.score_batch(frame, history, text)
+        self.model.score_frame(frame, None if history is None else history_frame(history), text)
 
     def _text_signals(
         self, batch: list[_Pending], frame: pl.DataFrame, keys: list[dict[str, Any]] | None
@@ -367,7 +369,7 @@ class ScoringService:
         history = None
         # A model without history features does not pay for the lookup (about 0.55 ms an application).
         if self.history is not None and keys is not None and self.model.uses_history:
-            history = history_frame(self.history.lookup_and_record(keys))
+            history = self.history.lookup_and_record(keys)
         text, rich, reasons = self._text_signals(batch, frame, keys)
         # Rows with text signals go to the primary model, the rest (if the model uses text) to the fallback.
         groups = [(rich, text)] if self.text is not None else [(list(range(len(batch))), None)]
@@ -380,15 +382,15 @@ class ScoringService:
             if not rows:
                 continue
             whole = len(rows) == len(batch)
-            scores = self.model.score_frame(
+            scores = self.model.score_batch(
                 frame if whole else frame[rows],
-                None if history is None else history if whole else history[rows],
+                None if history is None else history if whole else [history[i] for i in rows],
                 text_part,
             )
             # Reasons inline only where a decision needs them (REVIEW, DECLINE): TreeSHAP costs
             # about 1.4 ms a row, against 0.05 ms for the score.
             flagged = [j for j, d in enumerate(scores.decisions) if d is not Decision.APPROVE]
-            feature_rows = scores.features.to_dicts() if self.audit is not None else []
+            feature_rows = scores.feature_rows() if self.audit is not None else []
             explained = dict(zip(flagged, scores.explain(flagged, threads=self.model.threads), strict=True))
             done = time.perf_counter()
             for j, i in enumerate(rows):

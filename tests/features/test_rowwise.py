@@ -1,6 +1,7 @@
-"""The row-wise tabular features (`features.rowwise`, serving's path for small micro-batches) equal
-the polars expressions (`features.tabular`, the definition) exactly: names, order, values and
-Python types, on the synthetic data and on generated rows with arbitrary text in every field."""
+"""The row-wise tabular features and history keys (`features.rowwise`, serving's path for small
+micro-batches) equal the polars expressions (`features.tabular`, `features.history.key_values`: the
+definitions) exactly: names, order, values and Python types, on the synthetic data and on generated
+rows with arbitrary text in every field."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.rowwise import accepts, tabular_row
+from features.history import entity_key_rows, key_values
+from features.rowwise import accepts, key_values_row, tabular_row
 from features.schema import CANONICAL_SCHEMA
 from features.tabular import tabular_expressions
 from scoring.synth import generate
@@ -32,15 +34,16 @@ def _same(a: Any, b: Any) -> bool:
 def _check(frame: pl.DataFrame) -> int:
     """Compares the two paths row by row; returns how many rows the row-wise path accepted."""
     expected = frame.select(EXPRESSIONS).to_dicts()
+    keys = key_values(frame).to_dicts()
     accepted = 0
-    for row, want in zip(frame.to_dicts(), expected, strict=True):
+    for row, want, want_keys in zip(frame.to_dicts(), expected, keys, strict=True):
         if not accepts(row):
             continue
         accepted += 1
-        got = tabular_row(row)
-        assert list(got) == list(want)
-        wrong = {k: (got[k], want[k]) for k in want if not _same(got[k], want[k])}
-        assert not wrong, (wrong, {k: row[k] for k in STRINGS})
+        for got, wanted in ((tabular_row(row), want), (key_values_row(row), want_keys)):
+            assert list(got) == list(wanted)
+            wrong = {k: (got[k], wanted[k]) for k in wanted if not _same(got[k], wanted[k])}
+            assert not wrong, (wrong, {k: row[k] for k in STRINGS})
     return accepted
 
 
@@ -101,6 +104,10 @@ def test_generated_rows_were_mostly_accepted():
         "中文 ABC 㐀 豈",  # CJK blocks
         "ΣΑΣ σας İstanbul STRAßE ﬁn",  # case mappings that change length, final sigma
         "x@y.com\n",  # a final newline: Python's $ would match before it
+        "1.2.3.4x",  # not an IPv4 address: no /24 key
+        "10.1.2.3\n",
+        "2001:DB8:0:1::1",  # IPv6, upper case: its /48
+        "\x1c 12-34 \x1c",  # strip: Rust's trim keeps \x1c, Python's strip() would not
         "  ",
         "",
     ],
@@ -123,3 +130,14 @@ def test_refuses_what_it_cannot_match_exactly():
     assert not accepts(
         row | {"text_loan_purpose": "new letter \U0001e4d0"}
     )  # unknown to Python 3.11's tables
+
+
+def test_serving_keys_hash_alike_on_either_path():
+    """`entity_key_rows` takes the row-wise path for a small batch, polars for a large one: the same
+    hashed keys either way (a key one character apart would never match the history)."""
+    frame = generate(48, seed=5).select(list(CANONICAL_SCHEMA))
+    whole = entity_key_rows(frame, b"secret")  # 48 rows: polars
+    small = [
+        row for start in range(0, 48, 16) for row in entity_key_rows(frame[start : start + 16], b"secret")
+    ]
+    assert small == whole
