@@ -41,9 +41,10 @@ from features.tabular import (
     PHONE_PREFIX_BY_COUNTRY,
 )
 
-# Micro-batches up to this many applications take the row-wise path: polars costs about 2.5 ms a
-# call whatever the height (3 ms for 64 rows), plain Python about 0.05 ms a row.
-ROW_PATH_MAX: Final = 16
+# Micro-batches up to this many applications take the row-wise path. Measured (bench/row_path.py,
+# keys + features + matrix + feature rows, CPU): one row 8.1 ms with polars against 0.12 ms; 16 rows
+# 8.6 against 1.8; 32 rows 8.9 against 4.0; 64 rows 11.7 against 11.6 (the crossover).
+ROW_PATH_MAX: Final = 32
 
 # Unicode White_Space, Rust's `\s` and what its `trim` strips (Python's \s and strip() add \x1c-\x1f).
 _WS: Final = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.history import entity_key_rows, key_values
-from features.rowwise import accepts, key_values_row, tabular_row
+from features.rowwise import ROW_PATH_MAX, accepts, key_values_row, tabular_row
 from features.schema import CANONICAL_SCHEMA
 from features.tabular import tabular_expressions
 from scoring.synth import generate
@@ -135,9 +135,12 @@ def test_refuses_what_it_cannot_match_exactly():
 def test_serving_keys_hash_alike_on_either_path():
     """`entity_key_rows` takes the row-wise path for a small batch, polars for a large one: the same
     hashed keys either way (a key one character apart would never match the history)."""
-    frame = generate(48, seed=5).select(list(CANONICAL_SCHEMA))
-    whole = entity_key_rows(frame, b"secret")  # 48 rows: polars
+    n = 3 * ROW_PATH_MAX
+    frame = generate(n, seed=5).select(list(CANONICAL_SCHEMA))
+    whole = entity_key_rows(frame, b"secret")  # larger than ROW_PATH_MAX: polars
     small = [
-        row for start in range(0, 48, 16) for row in entity_key_rows(frame[start : start + 16], b"secret")
+        row
+        for start in range(0, n, ROW_PATH_MAX)
+        for row in entity_key_rows(frame[start : start + ROW_PATH_MAX], b"secret")
     ]
     assert small == whole
