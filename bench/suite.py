@@ -386,6 +386,11 @@ def main() -> int:
     )
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument(
+        "--results",
+        default="suite",
+        help="write bench/results/NAME.json and NAME.md (default suite; another name implies --no-doc)",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=0.0,
@@ -428,10 +433,10 @@ def main() -> int:
     }
     result["summary"] = suite_report.summary(result)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "suite.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.results}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = suite_report.markdown(result)
-    (RESULTS / "suite.md").write_text(md + "\n")
-    if not args.no_doc:
+    (RESULTS / f"{args.results}.md").write_text(md + "\n")
+    if not args.no_doc and args.results == "suite":
         suite_report.update_doc(DOC, md)
     print(md)
     import shutil
