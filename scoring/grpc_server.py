@@ -83,7 +83,9 @@ class FraudScoringServicer:
 
     async def Score(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ScoreResponse:
         async def call() -> pb.ScoreResponse:
-            return await self._score(_parse(pb.ScoreRequest, data), _timeout(context))
+            timeout = _timeout(context)
+            self.service.admit_early(timeout)  # overloaded: refused before the request is read
+            return await self._score(_parse(pb.ScoreRequest, data), timeout)
 
         return await _unary(context, "Score", call())
 
