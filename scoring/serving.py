@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -48,12 +49,23 @@ async def serve_forever(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if reuse_port:  # a worker of `serve --workers N`: stop when the parent is gone, even killed
+        loop.add_reader(sys.stdin.fileno(), _on_parent_pipe, loop, stop)
     await stop.wait()
     if review is not None:
         await review.stop()
     await server.stop()
     if metrics is not None:
         await metrics.stop()
+
+
+def _on_parent_pipe(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """The parent holds the write end of the worker's stdin: end of file means the parent exited
+    (a SIGKILL included), and a worker must not serve on, orphaned, holding the port."""
+    if not os.read(sys.stdin.fileno(), 4096):
+        loop.remove_reader(sys.stdin.fileno())
+        print("fraudscore: the parent process is gone; stopping", file=sys.stderr)
+        stop.set()
 
 
 def open_service(

@@ -96,8 +96,15 @@ class Supervisor:
             "--port",
             str(self.port),
         ]
+        # stdin: a pipe whose write end only this process holds; the worker stops at its end of file,
+        # so no worker outlives its parent (killed with SIGKILL included).
         process = subprocess.Popen(
-            command, env=worker_env(self.settings, index), stdout=subprocess.PIPE, text=True, bufsize=1
+            command,
+            env=worker_env(self.settings, index),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         worker = _Worker(index, process)
         self.workers[index] = worker
@@ -162,6 +169,9 @@ class Supervisor:
             )
             return False
         print(f"fraudscore: worker {index} exited with status {status}; restarting it", file=sys.stderr)
+        dead = self.workers[index].process.stdin
+        if dead is not None:
+            dead.close()
         self._spawn(index)
         return True
 

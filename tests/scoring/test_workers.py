@@ -4,6 +4,7 @@ the other worker gets the decision on record, a killed worker is restarted, and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -60,9 +61,8 @@ def _score_everywhere(port: int, apps: list[pb.LoanApplication]) -> list[pb.Scor
     return out
 
 
-def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
-    data = tmp_path / "var"
-    env = dict(
+def _env(settings, data: Path) -> dict[str, str]:
+    return dict(
         os.environ,
         FRAUDSCORE_BUNDLE=str(settings.bundle),
         FRAUDSCORE_ENCODER_DIR=str(settings.encoder_dir),
@@ -71,6 +71,11 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
         FRAUDSCORE_METRICS_PORT="0",
         FRAUDSCORE_GRACE_SECONDS="1",
     )
+
+
+def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
+    data = tmp_path / "var"
+    env = _env(settings, data)
     with (tmp_path / "stderr.log").open("w") as err:
         proc = subprocess.Popen(
             [FRAUDSCORE, "serve", "--workers", "2", "--port", "0"],
@@ -119,3 +124,44 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
     for m in ready.values():  # the workers are gone with their parent
         with pytest.raises(ProcessLookupError):
             os.kill(int(m.group(2)), 0)
+
+
+def test_workers_stop_when_their_parent_is_killed(settings, tmp_path):
+    """SIGKILL leaves the parent no chance to stop its workers: they see their stdin pipe close and
+    stop by themselves, instead of serving on, orphaned, on the port."""
+    with (tmp_path / "stderr.log").open("w") as err:
+        proc = subprocess.Popen(
+            [FRAUDSCORE, "serve", "--workers", "2", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=_env(settings, tmp_path / "var") | {"FRAUDSCORE_REVIEW_PORT": "none"},
+        )
+    try:
+        lines = _lines_until(proc, r"^fraudscore: serving gRPC on ")
+    finally:
+        proc.kill()
+        proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    pids = [
+        int(m.group(1)) for line in lines if (m := re.match(r"fraudscore: worker \d \(pid (\d+)\)", line))
+    ]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)
+    assert "the parent process is gone; stopping" in (tmp_path / "stderr.log").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A stopped child of a dead parent is reaped by init; until then it may show as a zombie.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+            return False
+    return True
