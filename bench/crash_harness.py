@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -48,7 +50,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -169,6 +171,7 @@ class ServerProcess:
                 stderr=err,
                 env=files.environment(),
                 cwd=files.data_dir,  # no .env of the working tree is read
+                start_new_session=True,  # its own process group: `kill` takes its workers too
             )
         try:
             self.target = self._wait_ready(start_timeout)
@@ -202,9 +205,10 @@ class ServerProcess:
         raise RuntimeError(f"server did not start (exit {self.proc.poll()}); stderr tail:\n{tail}")
 
     def kill(self) -> None:
-        """SIGKILL, to this process only."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+        """SIGKILL to the server's process group: the process and, with `--workers N`, its workers,
+        all at once (a crash of the whole server, not a worker's graceful stop)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -334,6 +338,14 @@ class Round:
     commit) though no decision is on record: velocity counts for applications never decided."""
 
 
+def _channels(target: str, n: int) -> list[grpc.aio.Channel]:
+    """A channel (a connection of its own) per caller: with `--workers N` the kernel spreads
+    connections over the worker processes."""
+    return [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)
+    ]
+
+
 async def drive_and_kill(
     server: ServerProcess,
     apps: Iterator[pb.LoanApplication],
@@ -351,11 +363,13 @@ async def drive_and_kill(
     in_flight = 0
     round_acks = 0
 
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        stub = pb_grpc.FraudScoringStub(channel)
+    channels = _channels(server.target, concurrency)
+    try:
+        stubs = iter([pb_grpc.FraudScoringStub(c) for c in channels])
 
         async def worker() -> None:
             nonlocal in_flight, round_acks
+            stub = next(stubs)
             while not killed.is_set():
                 app = next(apps)
                 in_flight += 1
@@ -389,6 +403,9 @@ async def drive_and_kill(
         server.kill()
         killed.set()
         await asyncio.gather(*workers)
+    finally:
+        for c in channels:
+            await c.close()
     rnd.acknowledged = round_acks
     rnd.failed = dict(failed)
     return unknown
@@ -410,10 +427,12 @@ async def retry(
     failed: Counter[str] = Counter()
     refused: Counter[str] = Counter()
     todo = list(unknown.values())
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        stub = pb_grpc.FraudScoringStub(channel)
+    channels = _channels(server.target, concurrency)
+    try:
+        stubs = itertools.cycle([pb_grpc.FraudScoringStub(c) for c in channels])
 
         async def score(app: pb.LoanApplication) -> pb.ScoreResponse | None:
+            stub = next(stubs)
             for attempt in range(RETRY_ATTEMPTS):
                 try:
                     response: pb.ScoreResponse = await stub.Score(
@@ -440,6 +459,9 @@ async def retry(
                     rnd.retry_mismatched += on_record[r.application_id] != answer
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        for c in channels:
+            await c.close()
     rnd.retried = len(unknown)
     rnd.retry_failed = dict(failed)
     rnd.retry_refused = dict(refused)
@@ -615,7 +637,9 @@ def markdown(out: dict[str, Any]) -> str:
         f"{m['load_average_at_start']} at the start); Python {m['python']}, grpcio {m['grpcio']}, "
         f"SQLite {m['sqlite']}. Server code: {out['server_code']}. Bundle: {out['bundle']}; "
         f"{out['config']['concurrency']} Score calls "
-        "in flight (closed loop), every call a fresh application_id; SIGKILL "
+        "in flight (closed loop, a connection each), every call a fresh application_id; "
+        + (f"`serve --workers {w}`; " if (w := out["config"].get("workers", 1)) > 1 else "")
+        + "SIGKILL to the server's process group (with workers: the parent and every worker) "
         f"{out['config']['kill_delay_s'][0]}-{out['config']['kill_delay_s'][1]} s after the round's "
         "first acknowledged answer.",
         "",
@@ -667,6 +691,8 @@ def main() -> None:
     parser.add_argument("--kill-max", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N (default 1)")
+    parser.add_argument("--results", default="crash_harness", help="bench/results/NAME.json and .md")
     parser.add_argument(
         "--source",
         type=Path,
@@ -690,6 +716,8 @@ def main() -> None:
         files = scratch_files(
             args.bundle, scratch, source_data_dir=args.data_dir, encoder_dir=encoder, source=args.source
         )
+        if args.workers > 1:
+            files = replace(files, env={**files.env, "FRAUDSCORE_WORKERS": str(args.workers)})
         result = run_harness(files, config, progress=True)
     finally:
         if not args.keep:
@@ -700,15 +728,15 @@ def main() -> None:
         "machine": host,
         "server_code": server_code(args.source),
         "bundle": str(args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle),
-        "config": asdict(config) | {"attributes": dict(config.attributes)},
+        "config": asdict(config) | {"attributes": dict(config.attributes), "workers": args.workers},
         "seconds": round(time.perf_counter() - started, 1),
         "ok": result.ok,
         "result": asdict(result),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "crash_harness.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"{args.results}.json").write_text(json.dumps(out, indent=2) + "\n")
     md = markdown(out)
-    (RESULTS / "crash_harness.md").write_text(md + "\n")
+    (RESULTS / f"{args.results}.md").write_text(md + "\n")
     print(md)
     if not result.ok:
         raise SystemExit(1)
