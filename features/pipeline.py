@@ -184,9 +184,7 @@ class FeaturePipeline:
                 features[a.column] = None if value is None else float(value) if a.kind == "numeric" else value
             if history is not None and spec.history:
                 past = history[i]
-                features.update(
-                    {n: None if past[n] is None else float(past[n]) for n in HISTORY_FEATURES}  # type: ignore[arg-type]
-                )
+                features.update({n: None if (v := past[n]) is None else float(v) for n in HISTORY_FEATURES})
             if text is not None and spec.text:
                 features.update(text[i])
             out.append(features)
@@ -237,11 +235,7 @@ class FeaturePipeline:
             raise RuntimeError("FeaturePipeline.matrix_from_rows needs a spec (fit_spec or a bundle)")
         if self._codes_for is not self.spec:
             self._codes = [
-                (
-                    f.name,
-                    {c: float(i) for i, c in enumerate(f.categories)} if f.kind == "categorical" else None,
-                )
-                for f in self.spec.features
+                (f.name, _codes(f) if f.kind == "categorical" else None) for f in self.spec.features
             ]
             self._codes_for = self.spec
         codes = self._codes
