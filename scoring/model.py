@@ -189,13 +189,16 @@ class ScoringModel:
         canonical: pl.DataFrame,
         history: Sequence[Mapping[str, float | None]] | None = None,
         text: pl.DataFrame | None = None,
+        canonical_rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> BatchScores:
         """`score_frame` for a serving micro-batch, with `history` as the store's rows: a batch of
         up to ROW_PATH_MAX applications takes the row-wise path (the same features, values and
-        types without polars' fixed cost per call), a larger one or one it refuses takes polars."""
+        types without polars' fixed cost per call), a larger one or one it refuses takes polars.
+        `canonical_rows`: the frame's `to_dicts()`, when the caller has it already."""
         head = self.head_for(text)
         if canonical.height <= ROW_PATH_MAX:
-            canonical_rows = canonical.to_dicts()
+            if canonical_rows is None:
+                canonical_rows = canonical.to_dicts()
             rows = head.pipeline.feature_rows(
                 canonical_rows, history, None if text is None else text.to_dicts()
             )
