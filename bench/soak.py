@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,19 +140,50 @@ def applications(
 
 
 # -- measurements --------------------------------------------------------------------------------
+def _tree(pid: int) -> list[int]:
+    """The server and its descendants (`serve --workers N`: the parent and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def sample(pid: int, data_dir: Path, t: float) -> dict[str, Any]:
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
-    )
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """Summed over the server's process tree (one process, or a parent and its workers)."""
+    rss = hwm = fds = threads = ticks = 0
+    for p in _tree(pid):
+        try:
+            status = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                if ":" in line
+            )
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            fds += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:  # it exited meanwhile
+            continue
+        rss += int(status["VmRSS"].split()[0])
+        hwm += int(status["VmHWM"].split()[0])
+        threads += int(status["Threads"])
+        ticks += int(stat[11]) + int(stat[12])
     files = {p.name: p.stat().st_size for p in sorted(data_dir.glob("*.sqlite*"))}
     return {
         "t_s": round(t, 1),
-        "rss_mib": round(int(status["VmRSS"].split()[0]) / 1024, 1),
-        "hwm_mib": round(int(status["VmHWM"].split()[0]) / 1024, 1),
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-        "threads": int(status["Threads"]),
-        "cpu_s": round((int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), 2),
+        "rss_mib": round(rss / 1024, 1),
+        "hwm_mib": round(hwm / 1024, 1),
+        "fds": fds,
+        "threads": threads,
+        "cpu_s": round(ticks / os.sysconf("SC_CLK_TCK"), 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "files_bytes": files,
     }
@@ -222,10 +254,15 @@ async def soak(
     in_flight: set[asyncio.Task[None]] = set()
     t0 = time.perf_counter()
 
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        stub = pb_grpc.FraudScoringStub(channel)
+    # Eight connections, each call on the next: `serve --workers N` gets connections spread over
+    # its workers (one process takes them all alike).
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(server.target, options=own) for _ in range(8)]
+    stubs = itertools.cycle([pb_grpc.FraudScoringStub(c) for c in channels])
+    try:
 
         async def call(kind: str, app: pb.LoanApplication, sent_at: float) -> None:
+            stub = next(stubs)
             win = load.window(sent_at)
             win.sent += 1
             started = time.perf_counter()
@@ -276,6 +313,9 @@ async def soak(
         samples.append(sample(server.pid, server.files.data_dir, time.perf_counter() - t0))
         load.texts_indexed.append((round(time.perf_counter() - t0, 1), dict(load.indexed)))
         watcher.cancel()
+    finally:
+        for c in channels:
+            await c.close()
     return load, samples
 
 
@@ -469,6 +509,7 @@ def main() -> None:
     parser.add_argument("--encoder", type=Path, help="default: DATA_DIR/encoder when present")
     parser.add_argument("--source", type=Path, help="serve the code in this directory (see crash_harness)")
     parser.add_argument("--seed", type=int, default=2027)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N (default 1)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where soak.json and soak.md go")
     parser.add_argument("--render", action="store_true", help="only write soak.md again from soak.json")
     parser.add_argument("--note", help="what else ran on the machine, or anything a reader should know")
@@ -503,6 +544,7 @@ def main() -> None:
         "config": {
             "minutes": args.minutes,
             "rate": args.rate,
+            "workers": args.workers,
             "deadline_s": args.deadline,
             "sample_seconds": args.sample_seconds,
             "window_minutes": args.window_minutes,
@@ -526,6 +568,8 @@ def main() -> None:
         files: ServerFiles = scratch_files(
             args.bundle, scratch, source_data_dir=args.data_dir, encoder_dir=encoder, source=args.source
         )
+        if args.workers > 1:
+            files = replace(files, env={**files.env, "FRAUDSCORE_WORKERS": str(args.workers)})
         server = ServerProcess(files, log=scratch / "server.log")
         out["server_start_s"] = round(server.start_seconds, 2)
         load, samples = asyncio.run(
