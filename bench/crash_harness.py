@@ -59,6 +59,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import channels  # noqa: E402
 from features.schema import CANONICAL_SCHEMA  # noqa: E402
 from scoring.synth import generate  # noqa: E402
 from scoring.v1 import scoring_pb2 as pb  # noqa: E402
@@ -338,14 +339,6 @@ class Round:
     commit) though no decision is on record: velocity counts for applications never decided."""
 
 
-def _channels(target: str, n: int) -> list[grpc.aio.Channel]:
-    """A channel (a connection of its own) per caller: with `--workers N` the kernel spreads
-    connections over the worker processes."""
-    return [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)
-    ]
-
-
 async def drive_and_kill(
     server: ServerProcess,
     apps: Iterator[pb.LoanApplication],
@@ -363,9 +356,9 @@ async def drive_and_kill(
     in_flight = 0
     round_acks = 0
 
-    channels = _channels(server.target, concurrency)
+    connections = channels(server.target, concurrency)  # one per caller: spread over workers
     try:
-        stubs = iter([pb_grpc.FraudScoringStub(c) for c in channels])
+        stubs = iter([pb_grpc.FraudScoringStub(c) for c in connections])
 
         async def worker() -> None:
             nonlocal in_flight, round_acks
@@ -404,7 +397,7 @@ async def drive_and_kill(
         killed.set()
         await asyncio.gather(*workers)
     finally:
-        for c in channels:
+        for c in connections:
             await c.close()
     rnd.acknowledged = round_acks
     rnd.failed = dict(failed)
@@ -427,9 +420,9 @@ async def retry(
     failed: Counter[str] = Counter()
     refused: Counter[str] = Counter()
     todo = list(unknown.values())
-    channels = _channels(server.target, concurrency)
+    connections = channels(server.target, concurrency)  # one per caller: spread over workers
     try:
-        stubs = itertools.cycle([pb_grpc.FraudScoringStub(c) for c in channels])
+        stubs = itertools.cycle([pb_grpc.FraudScoringStub(c) for c in connections])
 
         async def score(app: pb.LoanApplication) -> pb.ScoreResponse | None:
             stub = next(stubs)
@@ -460,7 +453,7 @@ async def retry(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
-        for c in channels:
+        for c in connections:
             await c.close()
     rnd.retried = len(unknown)
     rnd.retry_failed = dict(failed)

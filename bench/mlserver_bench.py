@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from framing import read_framed, write_framed  # bench/ is on sys.path (bench/suite.py)
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".cache" / "venv-mlserver"
@@ -80,9 +80,7 @@ def encode_requests(python: Path, rows: np.ndarray, work: Path) -> list[bytes]:
 def decode_responses(python: Path, responses: list[bytes], work: Path) -> list[tuple[int, float]]:
     """(row index, MLServer's prediction) of each response."""
     path = work / "responses.bin"
-    with path.open("wb") as fh:
-        for data in responses:
-            fh.write(struct.pack("<I", len(data)) + data)
+    write_framed(responses, path)
     out = subprocess.run(
         [str(python), str(BENCH / "mlserver_side.py"), "decode", "--in", str(path)],
         check=True,
@@ -90,15 +88,6 @@ def decode_responses(python: Path, responses: list[bytes], work: Path) -> list[t
         text=True,
     ).stdout
     return [(int(i.removeprefix("r")), float(v)) for i, v in json.loads(out)]
-
-
-def read_framed(path: Path) -> list[bytes]:
-    data, out, at = path.read_bytes(), [], 0
-    while at < len(data):
-        (n,) = struct.unpack_from("<I", data, at)
-        out.append(data[at + 4 : at + 4 + n])
-        at += 4 + n
-    return out
 
 
 def free_port() -> int:

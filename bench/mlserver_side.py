@@ -14,28 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from pathlib import Path
 
 import numpy as np
+from framing import read_framed, write_framed  # bench/, this script's directory
 from mlserver.grpc import dataplane_pb2 as pb
-
-
-def write_framed(messages: list[bytes], path: Path) -> None:
-    with path.open("wb") as fh:
-        for data in messages:
-            fh.write(struct.pack("<I", len(data)))
-            fh.write(data)
-
-
-def read_framed(path: Path) -> list[bytes]:
-    data, out, at = path.read_bytes(), [], 0
-    while at < len(data):
-        (n,) = struct.unpack_from("<I", data, at)
-        out.append(data[at + 4 : at + 4 + n])
-        at += 4 + n
-    return out
 
 
 def encode(rows: np.ndarray, model: str) -> list[bytes]:

@@ -49,6 +49,7 @@ from bench.crash_harness import (
     scratch_files,
     server_code,
 )
+from bench.loadgen import channels
 from features.schema import CANONICAL_SCHEMA, TEXT_MAX
 from scoring.synth import generate
 from scoring.v1 import scoring_pb2 as pb
@@ -256,9 +257,8 @@ async def soak(
 
     # Eight connections, each call on the next: `serve --workers N` gets connections spread over
     # its workers (one process takes them all alike).
-    own = [("grpc.use_local_subchannel_pool", 1)]
-    channels = [grpc.aio.insecure_channel(server.target, options=own) for _ in range(8)]
-    stubs = itertools.cycle([pb_grpc.FraudScoringStub(c) for c in channels])
+    connections = channels(server.target, 8)
+    stubs = itertools.cycle([pb_grpc.FraudScoringStub(c) for c in connections])
     try:
 
         async def call(kind: str, app: pb.LoanApplication, sent_at: float) -> None:
@@ -314,7 +314,7 @@ async def soak(
         load.texts_indexed.append((round(time.perf_counter() - t0, 1), dict(load.indexed)))
         watcher.cancel()
     finally:
-        for c in channels:
+        for c in connections:
             await c.close()
     return load, samples
 

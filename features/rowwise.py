@@ -47,13 +47,12 @@ from features.tabular import (
 ROW_PATH_MAX: Final = 32
 
 # Unicode White_Space, Rust's `\s` and what its `trim` strips (Python's \s and strip() add \x1c-\x1f).
-_WS: Final = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _WS_CHARS: Final = (
-    "".join(
-        chr(c) for c in (9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029)
-    )
-    + "\u202f\u205f\u3000"
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000"
 )
+_WS: Final = re.escape(_WS_CHARS)  # the same characters, for use inside a regex character class
 _SPACES: Final = re.compile(f"[{_WS}]+")
 _NOT_DIGIT: Final = re.compile(r"[^0-9]")
 _NOT_ID: Final = re.compile(r"[^0-9A-Z]")

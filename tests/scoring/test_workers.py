@@ -73,17 +73,21 @@ def _env(settings, data: Path) -> dict[str, str]:
     )
 
 
-def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
-    data = tmp_path / "var"
-    env = _env(settings, data)
-    with (tmp_path / "stderr.log").open("w") as err:
-        proc = subprocess.Popen(
+def _serve_two_workers(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """`fraudscore serve --workers 2 --port 0` as a user starts it; stderr into `log`."""
+    with log.open("w") as err:
+        return subprocess.Popen(
             [FRAUDSCORE, "serve", "--workers", "2", "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
             env=env,
         )
+
+
+def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
+    data = tmp_path / "var"
+    proc = _serve_two_workers(_env(settings, data), tmp_path / "stderr.log")
     try:
         lines = _lines_until(proc, r"^fraudscore: serving gRPC on ")
         port = int(re.search(r"serving gRPC on 127\.0\.0\.1:(\d+) .*2 worker processes", lines[-1]).group(1))
@@ -129,14 +133,8 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
 def test_workers_stop_when_their_parent_is_killed(settings, tmp_path):
     """SIGKILL leaves the parent no chance to stop its workers: they see their stdin pipe close and
     stop by themselves, instead of serving on, orphaned, on the port."""
-    with (tmp_path / "stderr.log").open("w") as err:
-        proc = subprocess.Popen(
-            [FRAUDSCORE, "serve", "--workers", "2", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env=_env(settings, tmp_path / "var") | {"FRAUDSCORE_REVIEW_PORT": "none"},
-        )
+    env = _env(settings, tmp_path / "var") | {"FRAUDSCORE_REVIEW_PORT": "none"}
+    proc = _serve_two_workers(env, tmp_path / "stderr.log")
     try:
         lines = _lines_until(proc, r"^fraudscore: serving gRPC on ")
     finally:
