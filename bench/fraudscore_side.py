@@ -50,7 +50,7 @@ def bundle(kind: str) -> Path:
         print(f"[suite] training the {kind} bundle from {data} (once)", file=sys.stderr, flush=True)
         subprocess.run(
             [
-                _fraudscore(),
+                *_fraudscore(),
                 "train",
                 "--data",
                 str(data),
@@ -67,8 +67,11 @@ def bundle(kind: str) -> Path:
     return out
 
 
-def _fraudscore() -> str:
-    return str(Path(sys.executable).parent / "fraudscore")
+def _fraudscore() -> list[str]:
+    """The `fraudscore` command of this interpreter's environment; where the package is on the path
+    but not installed (a GPU machine with the wheels unpacked beside it), `python -m scoring.cli`."""
+    script = Path(sys.executable).parent / "fraudscore"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "scoring.cli"]
 
 
 def export(rev: str, into: Path) -> tuple[str, Path]:
@@ -113,6 +116,7 @@ class Pool:
         self.count = 0
         self._tokenizer: Any = None
         self._sentences: list[str] = []
+        self._word_tokens: dict[str, int] = {}
 
     def requests(self, kind: str, n: int) -> list[bytes]:
         frame = self._frame(kind, n)
@@ -166,15 +170,28 @@ class Pool:
         return self._tokenizer
 
     def _text(self, i: int) -> str:
-        """A new English text of 128 tokens ([CLS] and [SEP] included), from the generator's sentences."""
+        """A new English text of 128 tokens ([CLS] and [SEP] included), from the generator's sentences.
+        The tokenizer splits on spaces before its word pieces, so a text's count is the sum of its
+        words' counts (cached): one encoding per text, checked, instead of one per word added."""
         tok = self._tok()
         rng = random.Random(self.seed * 1_000_003 + i)
         words = f"Reference {self.seed}-{i}.".split()
-        while len(tok.encode(" ".join(words)).ids) < 128:
-            words += rng.choice(self._sentences).split()
-        while len(tok.encode(" ".join(words)).ids) > 128:
-            words.pop()
-        return " ".join(words)
+        count = 2 + sum(self._tokens_of(w) for w in words)
+        while count < 128:
+            more = rng.choice(self._sentences).split()
+            words += more
+            count += sum(self._tokens_of(w) for w in more)
+        while count > 128:
+            count -= self._tokens_of(words.pop())
+        text = " ".join(words)
+        assert len(tok.encode(text).ids) == count, "token counts are not additive over words"
+        return text
+
+    def _tokens_of(self, word: str) -> int:
+        n = self._word_tokens.get(word)
+        if n is None:
+            n = self._word_tokens[word] = len(self._tok().encode(word, add_special_tokens=False).ids)
+        return n
 
 
 def cycle(requests: list[bytes], counter: list[int]) -> Iterator[bytes]:
@@ -230,7 +247,7 @@ def start_server(
         "FRAUDSCORE_METRICS_PORT": "0",
         "FRAUDSCORE_REVIEW_PORT": "none",
     }
-    command = [_fraudscore()]
+    command = _fraudscore()
     if source is not None:  # ahead of the editable install of the working tree on sys.path
         environment["PYTHONPATH"] = str(source)
         command = [sys.executable, "-m", "scoring.cli"]
@@ -261,16 +278,20 @@ def start_server(
 def summarise_responses(responses: list[bytes]) -> dict[str, Any]:
     """Decisions, degraded answers, reasons and the server's own latency from Score responses."""
     decisions: dict[str, int] = {}
+    providers: dict[str, int] = {}  # the ONNX Runtime provider each answer says its text ran on
     degraded, reasons, server_ms = 0, 0, []
     for data in responses:
         r = pb.ScoreResponse.FromString(data)
         name = pb.Decision.Name(r.decision).removeprefix("DECISION_")
         decisions[name] = decisions.get(name, 0) + 1
+        if r.text_model.execution_provider:
+            providers[r.text_model.execution_provider] = providers.get(r.text_model.execution_provider, 0) + 1
         degraded += r.degraded
         reasons += bool(r.reasons)
         server_ms.append(r.latency_ms)
     return {
         "decisions": decisions,
+        "text_providers": providers,
         "degraded": degraded,
         "with_reasons": reasons,
         "server_latency_ms_p50": round(float(np.median(server_ms)), 3) if server_ms else None,

@@ -40,6 +40,18 @@ from scoring.wire import application_to_pb
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def gpu() -> str:
+    """The GPU(s) nvidia-smi reports (name, memory, driver), or "none"."""
+    if shutil.which("nvidia-smi") is None:
+        return "none"
+    query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+    return "; ".join(line.strip() for line in out.splitlines() if line.strip()) or "none"
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -55,6 +67,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "gpu": gpu(),
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
         "polars": polars.__version__,

@@ -39,6 +39,7 @@ import fraudscore_side as fs
 import loadgen
 import mlserver_bench as ml
 import suite_report
+from score_latency import gpu
 
 RESULTS = fs.ROOT / "bench" / "results"
 DOC = fs.ROOT / "docs" / "performance.md"
@@ -109,8 +110,26 @@ FRAUDSCORE: dict[str, tuple[str, list[Phase]]] = {
         ],
     ),
 }
-WORKERS = {"history-2w": 2}
-CONNECTIONS = {"history-2w": 8}
+# Only with `--only text-gpu`, on a machine with a GPU (bench/gpu_run.sh): the demo bundle with the
+# fp16 encoder on ONNX Runtime's CUDA provider (settings' default providers, cuda then cpu; the
+# provider each answer reports is counted), four workers, one ScoreBatch stream per worker.
+GPU_TEXT = "text on GPU (fp16, 128 tokens)"
+GPU_SERVERS: dict[str, tuple[str, list[Phase]]] = {
+    "text-gpu": (
+        "text",
+        [
+            Phase(GPU_TEXT, "closed", 1, "text128", quick=True),
+            Phase(GPU_TEXT, "closed", 16, "text128", quick=True),
+            Phase(GPU_TEXT, "closed", 64, "text128"),
+            Phase(GPU_TEXT, "open", 250, "text128", quick=True),
+            Phase(GPU_TEXT, "open", 1000, "text128", quick=True),
+            Phase(GPU_TEXT, "stream", 1000, "text128", quick=True),
+        ],
+    ),
+}
+FRAUDSCORE |= GPU_SERVERS
+WORKERS = {"history-2w": 2, "text-gpu": 4}
+CONNECTIONS = {"history-2w": 8, "text-gpu": 8}
 MLSERVER_PHASES = [
     Phase("MLServer", "closed", 1, quick=True),
     Phase("MLServer", "closed", 4),
@@ -145,7 +164,7 @@ def needed(phase: Phase, seconds: float) -> int:
     if phase.mode == "open":
         return int(phase.level * seconds * 1.1) + 100
     ceiling = {"stream": 3000, "closed": 1000}[phase.mode]
-    if phase.pool == "text128":
+    if phase.pool == "text128" and phase.scenario != GPU_TEXT:
         ceiling = 120
     return int(ceiling * seconds)
 
@@ -158,11 +177,12 @@ async def run_phase(  # noqa: PLR0917
     seconds: float,
     method: str,
     keep: int,
+    streams: int = 1,
 ) -> tuple[dict[str, Any], list[bytes]]:
     channels = channel if isinstance(channel, list) else [channel]
-    if phase.mode == "stream":  # one stream per worker process (connection), at most 2
+    if phase.mode == "stream":  # one stream per worker process, each on its own connection
         result = await loadgen.stream_batches(
-            channels[: min(2, len(channels))],
+            channels[: max(1, min(streams, len(channels)))],
             fs.SCORE_BATCH,
             requests,
             items=int(phase.level),
@@ -218,12 +238,19 @@ def run_fraudscore(server_name: str, args: argparse.Namespace, work: Path) -> li
                 seconds = phase_seconds(phase, args)
                 repeats = [0]
                 result, responses = await run_phase(
-                    phase, channel, server.pid, fs.cycle(requests, repeats), seconds, fs.SCORE, 10**7
+                    phase,
+                    channel,
+                    server.pid,
+                    fs.cycle(requests, repeats),
+                    seconds,
+                    fs.SCORE,
+                    10**7,
+                    streams=workers,
                 )
                 result |= {
                     "system": "fraudscore",
                     "server": server_name,
-                    "bundle": str(bundle_dir.relative_to(fs.ROOT)),
+                    "bundle": str(bundle_dir.resolve()).removeprefix(f"{fs.ROOT}/"),
                     "scenario": phase.scenario,
                     "label": phase.label(),
                     "repeated_applications": repeats[0],
@@ -363,7 +390,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "ram_gib": round(mem, 1),
-        "gpu": "none",
+        "gpu": gpu(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
@@ -382,7 +409,10 @@ def main() -> int:
         "--seconds", type=float, default=None, help="length of each phase (default 15; 4 quick)"
     )
     parser.add_argument(
-        "--only", nargs="*", default=None, help="servers to run: tabular history history-2w text mlserver"
+        "--only",
+        nargs="*",
+        default=None,
+        help="servers to run: tabular history history-2w text mlserver (default all), text-gpu (GPU only)",
     )
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument(
@@ -414,7 +444,7 @@ def main() -> int:
     if args.rev:
         commit, args.source = fs.export(args.rev, work / "source")
         code = {"served": f"git archive {commit} (scoring/, features/)", "head": commit, "uncommitted": []}
-    for name in ("tabular", "history", "history-2w", "text"):
+    for name in ("tabular", "history", "history-2w", "text", *GPU_SERVERS):
         if name in only:
             runs += run_fraudscore(name, args, work)
     if "mlserver" in only:

@@ -5,6 +5,11 @@
 
 On a GPU machine: `--providers cuda,cpu` (the provider that actually ran is recorded; a run whose
 provider is not the one asked for says so). Writes bench/results/text_encoder[-<provider>].json/.md.
+
+Agreement with the fp32 graph on the CPU: `--write-reference FILE.npz` (on a CPU machine) saves 64
+texts and their fp32 embeddings; `--reference FILE.npz` encodes the same texts with each variant
+measured and reports the cosine similarity to the reference (min and median), so a GPU's fp16 answers
+are checked against the CPU's fp32 ones without carrying the fp32 graph.
 """
 
 from __future__ import annotations
@@ -97,6 +102,37 @@ def measure(encoder: TextEncoder, texts: list[str], batch: int, repeats: int) ->
     }
 
 
+def reference_texts(encoder: TextEncoder) -> list[str]:
+    """64 texts of 16 to 256 tokens, some with punctuation, digits and non-English words."""
+    texts = [t for n in (16, 64, 128, 256) for t in texts_of(encoder, n, 12, seed=1000 + n)]
+    texts += [
+        "Need funds urgently!!! Wire the money today, account 4471-22.",
+        "Ampliación del local y compra de maquinaria para la panadería.",
+        "扩大店铺经营，购买新设备",
+        "Consolidate two credit cards (APR 24.9%) into one payment.",
+        "",
+        "Roof repair after storm damage; insurer pays 60%, loan covers the rest.",
+    ]
+    rng = np.random.default_rng(99)
+    while len(texts) < 64:
+        texts.append(" ".join(rng.choice(WORDS, int(rng.integers(3, 40)))))
+    return texts
+
+
+def agreement(encoder: TextEncoder, reference: Path) -> dict[str, Any]:
+    saved = np.load(reference)
+    texts = [str(t) for t in saved["texts"]]
+    got = encoder.encode(texts)
+    want = saved["vectors"]
+    cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    return {
+        "texts": len(texts),
+        "reference": f"{saved['variant']} on {saved['provider']}",
+        "cosine_min": round(float(cosine.min()), 6),
+        "cosine_median": round(float(np.median(cosine)), 6),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,17 +142,37 @@ def main() -> None:
     parser.add_argument("--variants", default="", help="default: fp32,int8 on the CPU; fp32,fp16 on a GPU")
     parser.add_argument("--repeats", type=int, default=200, help="calls per scenario")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--batches", default="1,32", help="texts per call, comma-separated")
+    parser.add_argument("--reference", type=Path, help="report agreement with these fp32 embeddings")
+    parser.add_argument("--write-reference", type=Path, help="write fp32 CPU embeddings of 64 texts; exit")
     args = parser.parse_args()
     providers = args.providers.split(",")
+    if args.write_reference:
+        encoder = TextEncoder(args.encoder, providers=["cpu"], variant="fp32", cache_size=0)
+        texts = reference_texts(encoder)
+        np.savez(
+            args.write_reference,
+            texts=np.array(texts),
+            vectors=encoder.encode(texts),
+            variant=encoder.info.variant,
+            provider=encoder.info.provider,
+        )
+        print(f"wrote {len(texts)} texts and their fp32 embeddings to {args.write_reference}")
+        return
     gpu = providers[0] in ("cuda", "tensorrt")
     variants = args.variants.split(",") if args.variants else (["fp32", "fp16"] if gpu else ["fp32", "int8"])
+    batches = [int(b) for b in args.batches.split(",")]
     rows = []
+    agree: dict[str, Any] = {}
     for variant in variants:
         encoder = TextEncoder(
             args.encoder, providers=providers, variant=variant, cache_size=0, threads=args.threads
         )
+        if args.reference:
+            agree[f"{encoder.info.variant} on {encoder.info.provider}"] = agreement(encoder, args.reference)
+            print(json.dumps(agree), flush=True)
         for tokens in (64, 128):
-            for batch in (1, 32):
+            for batch in batches:
                 texts = texts_of(encoder, tokens, batch * (args.repeats + 5), seed=tokens)
                 row = measure(encoder, texts[batch * 5 :] + texts[: batch * 5], batch, args.repeats)
                 row |= {"variant": encoder.info.variant, "provider": encoder.info.provider, "tokens": tokens}
@@ -128,13 +184,15 @@ def main() -> None:
         "encoder": encoder.info.identity,
         "providers_asked": providers,
         "threads": args.threads or "ONNX Runtime default",
+        "agreement_with_fp32_cpu": agree,
         "runs": rows,
     }
     m = result["machine"]
     md = [
         f"# Text encoder ({result['date']})",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores. Encoder {result['encoder']}; providers asked: "
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}. Encoder {result['encoder']}; "
+        "providers asked: "
         f"{','.join(providers)}; threads: {result['threads']}. Cache off: every text runs.",
         "",
         "| variant | provider | tokens | batch | p50 ms/call | p99 ms/call | ms/text (p50) | texts/s |",
@@ -146,6 +204,12 @@ def main() -> None:
         f"{r['ms_per_text_p50']} | {r['texts_per_s']} |"
         for r in rows
     ]
+    if agree:
+        md += ["", "Agreement with the fp32 graph on the CPU (cosine similarity of the embeddings):", ""]
+        md += [
+            f"- {k}: {v['texts']} texts, min {v['cosine_min']}, median {v['cosine_median']}"
+            for k, v in agree.items()
+        ]
     suffix = "" if not gpu else f"-{rows[0]['provider'].removesuffix('ExecutionProvider').lower()}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"text_encoder{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -11,7 +11,10 @@ a GPU provider; on the CPU the int8 graph runs (``variant="auto"``), or the one 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import io
 import json
 import logging
 import threading
@@ -144,6 +147,27 @@ def _session_options(threads: int) -> Any:
     return options
 
 
+@functools.cache
+def _load_gpu_libraries() -> None:
+    """Loads CUDA and cuDNN for onnxruntime-gpu, once per process: from the ``nvidia-*`` pip packages
+    where they are installed (ONNX Runtime's ``preload_dlls``), else the system's library path. Without
+    it, a machine whose CUDA libraries came from pip (as PyTorch's do) runs the encoder on the CPU. The
+    helper prints its warnings; they are logged instead, since stdout carries the serving banner."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            preload()
+    except Exception as exc:  # a missing library shows as the provider that ran, below
+        log.info("text encoder: preloading CUDA libraries failed (%s)", type(exc).__name__)
+    if printed.getvalue().strip():
+        log.info("text encoder: %s", " ".join(printed.getvalue().split()))
+
+
 class TextEncoder:
     """Normalised sentence embeddings for lists of texts; thread-safe."""
 
@@ -174,6 +198,7 @@ class TextEncoder:
         session = None
         if gpu_wanted and variant in ("auto", "fp16", "fp32"):
             chosen = "fp16" if variant == "auto" else variant
+            _load_gpu_libraries()
             # A GPU provider that cannot load prints C++ log lines; the warning below says it instead.
             ort.set_default_logger_severity(4)
             try:
@@ -182,9 +207,9 @@ class TextEncoder:
                 ort.set_default_logger_severity(2)
             if session.get_providers()[0] not in GPU_PROVIDERS:
                 log.warning(
-                    "text encoder: %s was asked for but could not start (no GPU, or no CUDA 13 / cuDNN 9 "
+                    "text encoder: %s asked for but could not start (no GPU, or no CUDA 13 / cuDNN 9 "
                     "libraries); running on the CPU",
-                    " and ".join(gpu_wanted),
+                    " and ".join(gpu_wanted) + (" were" if len(gpu_wanted) > 1 else " was"),
                 )
                 session = None
         if session is None:
