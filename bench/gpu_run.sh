@@ -16,16 +16,8 @@
 # SUITE_ARGS (default "--seconds 8") is passed to the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-payload=$(cd "${1:-.gpu/payload}" && pwd)
-py=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1
-
-if compgen -G "$payload/wheels/*.whl" >/dev/null; then
-    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/fraudscore-site "$payload"/wheels/*.whl
-    export PYTHONPATH=/tmp/fraudscore-site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export FRAUDSCORE_DATA_DIR=$payload/data
+# shellcheck source=bench/gpu_env.sh
+source bench/gpu_env.sh "${1:-.gpu/payload}"
 encoder=$payload/data/encoder
 
 echo "== machine"

@@ -421,6 +421,9 @@ def main() -> int:
         help="write bench/results/NAME.json and NAME.md (default suite; another name implies --no-doc)",
     )
     parser.add_argument(
+        "--gpu-workers", type=int, default=None, help="processes of the text-gpu server (default 4)"
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=0.0,
@@ -433,6 +436,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.seconds = args.seconds or (4.0 if args.quick else 15.0)
+    if args.gpu_workers:
+        WORKERS["text-gpu"] = args.gpu_workers
+        CONNECTIONS["text-gpu"] = 2 * args.gpu_workers
     only = set(args.only or ["tabular", "history", "history-2w", "text", "mlserver"])
     command = "uv run --frozen python bench/suite.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
     started = time.perf_counter()

@@ -1,0 +1,146 @@
+"""Where a loaded server's time goes: py-spy samples `fraudscore serve` (every process of it) while
+the suite's load generator drives it with new applications; prints the functions with the largest
+inclusive and self shares of the samples (Python frames; time inside a C extension such as ONNX
+Runtime, polars or SQLite counts to the Python frame that called it).
+
+    uv run --frozen python bench/profile_server.py [--kind text] [--workers 4] [--concurrency 16]
+        [--rate R] [--seconds 20] [--results profile-text]
+
+py-spy comes from `uvx py-spy` (PYSPY=/path/to/py-spy overrides; on a GPU machine, a carried wheel).
+Writes bench/results/NAME.md and NAME.raw.txt (py-spy's collapsed stacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import itertools
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import fraudscore_side as fs  # noqa: E402
+import loadgen  # noqa: E402
+from score_latency import machine  # noqa: E402
+
+
+def _frame(frame: str) -> str:
+    """`function (file)` without the line; a process as `process: worker N` or `process: parent`."""
+    if frame.startswith("process "):
+        words = frame.split()
+        return f"process: worker {words[words.index('--worker') + 1]}" if "--worker" in words else "process"
+    return frame.rsplit(":", 1)[0] + ")" if " (" in frame else frame
+
+
+def shares(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
+    """Samples, and the top functions by inclusive and by self share, from collapsed stacks."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for name in set(frames) - {"process"}:  # the parent's frame is every stack's root
+            inclusive[name] += n
+    total = max(total, 1)
+    return (
+        total,
+        [(n / total, f) for f, n in inclusive.most_common(top)],
+        [(n / total, f) for f, n in own.most_common(top)],
+    )
+
+
+async def drive(
+    args: argparse.Namespace, target: str, pid: int, warm: list[bytes], requests: list[bytes]
+) -> dict[str, Any]:
+    channels = loadgen.channels(target, max(1, 2 * args.workers if args.workers > 1 else 1))
+    call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
+    await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=5.0, pid=pid)
+    stream = iter(requests)
+    spy = os.environ.get("PYSPY")
+    command = shlex.split(spy) if spy else ["uvx", "py-spy"]
+    command += ["record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "-f", "raw"]
+    command += ["-o", str(args.raw), "--nonblocking", "--subprocesses"]
+    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    if args.rate:
+        result, _ = await loadgen.open_loop(
+            call, stream, rate=args.rate, seconds=args.seconds + 2, pid=pid, keep_responses=0
+        )
+    else:
+        result, _ = await loadgen.closed_loop(
+            call, stream, concurrency=args.concurrency, seconds=args.seconds + 2, pid=pid, keep_responses=0
+        )
+    profiler.wait()
+    for c in channels:
+        await c.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kind", choices=("tabular", "history", "text"), default="text")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--results", default="profile")
+    args = parser.parse_args()
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    args.raw = results / f"{args.results}.raw.txt"
+    pool = fs.Pool(prefix=f"PROFILE-{int(time.time())}")
+    per_second = args.rate or 3000.0
+    kind = "text128" if args.kind == "text" else "mix"
+    warm = pool.requests(kind, 300)
+    requests = pool.requests(kind, int(per_second * (args.seconds + 8)))
+    work = Path(tempfile.mkdtemp(prefix="fraudscore-profile-"))
+    server = fs.start_server(fs.bundle(args.kind), work / "server", workers=args.workers)
+    try:
+        result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
+    finally:
+        server.stop()
+    total, inclusive, own = shares(args.raw, args.top)
+    m = machine()
+    load = f"open loop {args.rate:g}/s" if args.rate else f"{args.concurrency} in flight"
+    lines = [
+        f"# Server profile ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"`uv run --frozen python bench/profile_server.py {' '.join(sys.argv[1:])}`: the {args.kind} bundle, "
+        f"{args.workers} worker(s), {load}, py-spy at 100 Hz for {args.seconds:g} s over every process. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}.",
+        "",
+        f"Load: {result['throughput_rps']} answered/s, p50 {result['latency_ms'].get('p50')} ms, "
+        f"p99 {result['latency_ms'].get('p99')} ms, errors {result['errors'] or 'none'}, "
+        f"server {result['server_cpu_ms_per_request']} ms CPU per answer. Samples: {total:,} "
+        "(threads busy in Python or in native code called from it; idle waits excluded).",
+        "",
+        "| inclusive | function | | self | function |",
+        "|---|---|---|---|---|",
+    ]
+    for (a, f), (b, g) in zip(inclusive, own, strict=False):
+        lines.append(f"| {a:.1%} | `{f}` | | {b:.1%} | `{g}` |")
+    text = "\n".join(lines) + "\n"
+    (results / f"{args.results}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
