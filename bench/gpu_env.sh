@@ -18,6 +18,8 @@ if [ -x $site/bin/py-spy ]; then
 fi
 if [ -d "$payload/bundles" ]; then  # the suite's trained bundles (bench/.cache/bundles)
     mkdir -p bench/.cache/bundles
-    cp -rn "$payload"/bundles/* bench/.cache/bundles/
+    for b in "$payload"/bundles/*; do
+        [ -e "bench/.cache/bundles/$(basename "$b")" ] || cp -r "$b" bench/.cache/bundles/
+    done
 fi
 export FRAUDSCORE_DATA_DIR=$payload/data

@@ -106,10 +106,12 @@ class SQLiteHistoryStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._db.execute("PRAGMA busy_timeout=10000")  # another process sharing the file
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._check_format()
         self._writers = FileWriteLock(self.path)  # other processes' writers (serve --workers N)
+        with self._writers:  # workers starting together on a new file: one creates the tables
+            self._check_format()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         if self.path != ":memory:":
@@ -341,6 +343,7 @@ class SQLiteHistoryStore:
         tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         if tables and found != FORMAT:
             self._db.close()
+            self._writers.close()
             raise HistoryStoreError(
                 f"history store {self.path} has format {found}, this version reads {FORMAT}: "
                 "move it away and reload the history (fraudscore history --data FILE)"

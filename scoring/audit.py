@@ -235,8 +235,9 @@ class AuditStore:
         self._db.execute("PRAGMA synchronous=FULL")  # a commit reaches the disk before record returns
         self._db.execute("PRAGMA busy_timeout=10000")  # another process sharing the file
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._check_format()
         self._writers = FileWriteLock(self.path)  # other processes' writers (serve --workers N)
+        with self._writers:  # workers starting together on a new file: one creates the tables
+            self._check_format()
 
     def _check_format(self) -> None:
         """Creates the tables in a new file; refuses a file written in another format."""
@@ -244,6 +245,7 @@ class AuditStore:
         tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         if tables and found != FORMAT:
             self._db.close()
+            self._writers.close()
             raise AuditStoreError(
                 f"audit store {self.path} has format {found}, this version reads {FORMAT}: "
                 "point the service at another file, or migrate this one with the version that wrote it"
