@@ -107,10 +107,10 @@ class SQLiteHistoryStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA busy_timeout=10000")  # another process sharing the file
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._writers = FileWriteLock(self.path)  # other processes' writers (serve --workers N)
-        with self._writers:  # workers starting together on a new file: one creates the tables
+        with self._writers:  # workers starting together on a new file take turns (as the audit store)
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._check_format()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None

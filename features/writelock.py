@@ -20,7 +20,11 @@ class FileWriteLock:
     hold their own thread lock around it, as the stores do."""
 
     def __init__(self, path: Path | str) -> None:
-        self._fd = None if str(path) == ":memory:" else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        """Creates `path` empty if it does not exist (as SQLite would: an empty file is an empty
+        database), so the lock can be held from a store's first statement on."""
+        self._fd = (
+            None if str(path) == ":memory:" else os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        )
 
     def __enter__(self) -> FileWriteLock:
         if self._fd is not None:

@@ -231,12 +231,15 @@ class AuditStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit reaches the disk before record returns
         self._db.execute("PRAGMA busy_timeout=10000")  # another process sharing the file
         self._db.execute("PRAGMA foreign_keys=ON")
         self._writers = FileWriteLock(self.path)  # other processes' writers (serve --workers N)
-        with self._writers:  # workers starting together on a new file: one creates the tables
+        # Workers starting together on a new file take turns: switching it to WAL is refused with
+        # "database is locked" (no busy wait) while another process does the same, and a process
+        # must not see the tables before the format is stamped.
+        with self._writers:
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._check_format()
 
     def _check_format(self) -> None:

@@ -138,15 +138,16 @@ class NearDuplicateIndex:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")  # another worker process adding its texts
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS text_index (seq INTEGER PRIMARY KEY, field TEXT NOT NULL, "
-                "ts INTEGER NOT NULL, identity TEXT, vector BLOB NOT NULL)"
-            )
-            self._db.execute("CREATE INDEX IF NOT EXISTS text_index_field ON text_index (field, seq)")
             self._writers = FileWriteLock(path)  # other processes' writers (serve --workers N)
+            with self._writers:  # workers starting together on a new file take turns
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS text_index (seq INTEGER PRIMARY KEY, field TEXT NOT NULL, "
+                    "ts INTEGER NOT NULL, identity TEXT, vector BLOB NOT NULL)"
+                )
+                self._db.execute("CREATE INDEX IF NOT EXISTS text_index_field ON text_index (field, seq)")
             self._load()
 
     def _load(self) -> None:

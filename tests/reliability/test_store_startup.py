@@ -1,7 +1,8 @@
 """Several processes opening one new store file at once, as `fraudscore serve --workers N` does on
-its first start: each must find the file usable. Before the format check took the file's write
-lock, a process could see the tables another was creating before that one had stamped the format,
-and refused the file ("has format 0")."""
+its first start: each must find the file usable. Before the stores set a new file up under its
+write lock, a process could see the tables another was creating before that one had stamped the
+format, and refused the file ("has format 0"), or be refused the switch to WAL ("database is
+locked": SQLite does not wait for that one); both were seen with 8 workers on 16 cores."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ ROUNDS = 3
 
 def _open_stores(directory: str, barrier: mp.synchronize.Barrier, errors: mp.Queue) -> None:
     from features.history_store import SQLiteHistoryStore
+    from features.text.near_dup import NearDuplicateIndex
     from scoring.audit import AuditStore
 
     barrier.wait()
     try:
         AuditStore(Path(directory) / "audit.sqlite", secret=b"k" * 32).close()
         SQLiteHistoryStore(Path(directory) / "history.sqlite").close()
+        options = {"dim": 4, "window_us": 10**9, "cap": 16, "threshold": 0.9}
+        NearDuplicateIndex(Path(directory) / "text-index.sqlite", ["purpose"], **options).close()
     except Exception as exc:
         errors.put(f"{type(exc).__name__}: {exc}")
 
