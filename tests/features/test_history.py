@@ -120,6 +120,72 @@ def test_two_stores_on_one_file_equal_offline(keys, offline, tmp_path):
     assert offline.head(600).get_column("device_apps_28d").max() >= 2  # repeats to see across stores
 
 
+def test_a_commit_between_another_stores_lookup_and_its_turn_is_seen(keys, offline, tmp_path, monkeypatch):
+    """`serve --workers 2`, the race the optimistic lookup must win: store A looks a batch up on its
+    snapshot, then store B commits the batch before it (earlier applications, keys in common), then A
+    takes its turn to write. A must answer as if it had looked up after B's commit: it looks again
+    when B appended a key it read, and keeps its snapshot's answers only when B did not."""
+    path = tmp_path / "history.sqlite"
+    a, b = (SQLiteHistoryStore(path, checkpoint_seconds=0.05) for _ in range(2))
+    a.record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
+    rows = list(keys.head(800).iter_rows(named=True))
+    batches = [rows[start : start + 8] for start in range(0, len(rows), 8)]
+    earlier: list[list[dict]] = []
+    b_answers: list[dict] = []
+    look_up = a._look_up
+
+    def look_up_then_b_commits(batch):
+        seen = look_up(batch)
+        b_answers.extend(b.lookup_and_record(earlier.pop()))
+        return seen
+
+    monkeypatch.setattr(a, "_look_up", look_up_then_b_commits)
+    online: list[dict] = []
+    for first, second in zip(batches[0::2], batches[1::2], strict=True):
+        earlier.append(first)
+        a_answers = a.lookup_and_record(second)
+        online += b_answers + a_answers
+        b_answers.clear()
+    for store in (a, b):
+        store.close()
+    assert history_frame(online).equals(offline.head(800))
+    assert 0 < a.relooked < len(batches) // 2  # both ways taken: looked up again, and not
+
+
+def test_a_ring_member_committed_meanwhile_by_another_store_is_seen(tmp_path, monkeypatch):
+    """The keys an optimistic lookup must check include those its ring walk read beyond the
+    application's own: X shares a device with M; meanwhile another store commits Y (earlier),
+    which shares only a phone with M. X's ring is X, M and Y."""
+    secret = b"test-ring"
+    t0 = 1_760_000_000_000_000
+
+    def app(name: str, seconds: int, **links: str) -> dict:
+        row = dict.fromkeys(HASHED) | {"ts": t0 + seconds * 1_000_000, "cents": 100_000}
+        row |= {"application_id": name, "identity": keyed_hash(secret, name)}
+        return row | {kind: keyed_hash(secret, f"{kind}:{value}") for kind, value in links.items()}
+
+    m, y, x = app("M", 1, device="d1", phone="p1"), app("Y", 2, phone="p1"), app("X", 3, device="d1")
+    alone = SQLiteHistoryStore(":memory:")
+    expected = alone.lookup_and_record([m]) + alone.lookup_and_record([y]) + alone.lookup_and_record([x])
+    assert expected[2]["ring_applications_28d"] == 3
+
+    path = tmp_path / "history.sqlite"
+    a, b = (SQLiteHistoryStore(path, checkpoint_seconds=0.05) for _ in range(2))
+    b.lookup_and_record([m])
+    look_up = a._look_up
+
+    def look_up_then_b_commits(batch):
+        seen = look_up(batch)
+        b.lookup_and_record([y])
+        return seen
+
+    monkeypatch.setattr(a, "_look_up", look_up_then_b_commits)
+    assert a.lookup_and_record([x]) == expected[2:]
+    assert a.relooked == 1
+    for store in (a, b):
+        store.close()
+
+
 def test_a_retry_does_not_count_twice(keys):
     store = SQLiteHistoryStore(":memory:")
     rows = list(keys.head(50).iter_rows(named=True))
