@@ -9,14 +9,6 @@ Concurrency: the scoring service calls the store from its one batch worker threa
 appends of one process are serialised; `lookup_and_record` treats a batch in order, each application
 seeing those before it in the batch, and commits the batch in one transaction. An application id
 already stored is not stored twice (a retry must not inflate velocity).
-
-Several processes on one file (`serve --workers N`) take turns to write. The lookups, which are most
-of the work, run before the turn, on a snapshot of the file, noting every key they read; in its turn
-the process reads the `changes` log for what other processes committed since the snapshot. If none
-of it carries a key the lookups read (nor does an earlier application of the same batch), the
-snapshot's answers are exactly those a lookup in the turn would give, and only the appends are done
-in the turn. Otherwise (a burst of applications sharing a device, say) the batch is looked up again
-in the turn, as a single process does. Outcomes and bulk loads log "anything may have changed".
 """
 
 from __future__ import annotations
@@ -63,15 +55,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     fraud    INTEGER NOT NULL,  -- 1 confirmed fraud, 0 legitimate
     known_at INTEGER NOT NULL   -- when the outcome was recorded, microseconds since the epoch
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-    seq      INTEGER PRIMARY KEY,  -- in commit order
-    kind     TEXT    NOT NULL,     -- a key kind, or '*': anything may have changed
-    key      BLOB    NOT NULL
-);
 """
-ANYTHING = ("*", b"")
-CHANGES_KEPT = 65_536  # log rows kept; a snapshot older than them is treated as stale
-PRUNE_EVERY = 4_096  # appends between prunings of the log
 
 
 def _blob(hashed: str | None) -> bytes | None:
@@ -85,11 +69,6 @@ def _link_keys(row: Mapping[str, Any]) -> list[LinkKey]:
 
 def _pack(keys: Sequence[LinkKey]) -> bytes:
     return b"".join(bytes((i,)) + key for i, key in keys)
-
-
-def _event_keys(row: Mapping[str, Any]) -> set[tuple[str, bytes]]:
-    """The (kind, key) pairs an application appends: what a later lookup may read."""
-    return {(spec.name, bytes.fromhex(row[spec.name])) for spec in KEYS if row[spec.name] is not None}
 
 
 def _unpack(links: bytes) -> list[LinkKey]:
@@ -147,9 +126,6 @@ class SQLiteHistoryStore:
                 daemon=True,
             )
             self._checkpointer.start()
-        self._touched: set[tuple[str, bytes]] | None = None  # keys read by the lookup under way
-        self._appended = 0
-        self.relooked = 0  # batches looked up again in the write turn (another process's changes)
         self._window_sql = {spec.name: self._aggregate_sql(spec.windows) for spec in KEYS}
         self._windows = {spec.name: spec.windows for spec in KEYS}
 
@@ -162,13 +138,7 @@ class SQLiteHistoryStore:
             f"AND ts >= :t - {WINDOWS[LINK_WINDOW]} AND ts < :t"
         )
 
-    def _note(self, kind: str, key: bytes | None) -> None:
-        """A key the current lookup reads: its answer depends on the applications carrying it."""
-        if self._touched is not None and key is not None:
-            self._touched.add((kind, key))
-
     def _aggregate(self, kind: str, key: str, ts: int, first_seen: bool) -> KeyAggregate:
-        self._note(kind, _blob(key))
         spec_windows = self._windows[kind]
         row = self._db.execute(self._window_sql[kind], {"t": ts, "kind": kind, "key": _blob(key)}).fetchone()
         n = len(spec_windows)
@@ -192,7 +162,6 @@ class SQLiteHistoryStore:
             if row[name] is None:
                 out[name] = None
                 continue
-            self._note(name, _blob(row[name]))
             out[name] = int(
                 self._db.execute(
                     "SELECT COUNT(*) FROM key_events e JOIN outcomes o ON o.app = e.app "
@@ -209,7 +178,6 @@ class SQLiteHistoryStore:
         with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT INTO changes (kind, key) VALUES (?, ?)", ANYTHING)
                 for app, fraud, known_at in outcomes:
                     self._db.execute(
                         "INSERT OR REPLACE INTO outcomes (app, fraud, known_at) VALUES (?, ?, ?)",
@@ -227,8 +195,6 @@ class SQLiteHistoryStore:
         keys = [(name, row[name]) for name in LINK_KEYS if row[name] is not None]
         if not keys:
             return None
-        for name, key in keys:
-            self._note(name, _blob(key))
         match = " OR ".join("(kind = ? AND key = ?)" for _ in keys)
         params: list[Any] = [v for name, key in keys for v in (name, _blob(key))]
         sql = (
@@ -275,7 +241,6 @@ class SQLiteHistoryStore:
         params: dict[str, Any] = {"lo": lo, "hi": hi, "lim": self.ring_bound.hub + 1}
         for n, (i, key) in enumerate(keys):
             params[f"k{n}"], params[f"v{n}"] = LINK_KEYS[i], key
-            self._note(LINK_KEYS[i], key)
         cursor = self._db.execute(arms, params)
         try:
             current, apps = -1, list[str]()
@@ -297,83 +262,33 @@ class SQLiteHistoryStore:
         rows = self._db.execute(f"SELECT app, identity, links FROM applications WHERE app IN ({marks})", apps)
         return {app: (identity, _unpack(links)) for app, identity, links in rows}
 
-    def _features(self, row: Mapping[str, Any]) -> dict[str, float | None]:
-        ts = int(row["ts"])
-        aggregates = {
-            spec.name: None
-            if row[spec.name] is None
-            else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
-            for spec in KEYS
-        }
-        linked, confirmed = self._linked(row, ts), self._confirmed(row, ts)
-        ring = self._ring(row, ts, aggregates)
-        return online_history(ts, aggregates, linked, confirmed, ring)
-
     def lookup_and_record(
         self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
     ) -> list[dict[str, float | None]]:
-        if not batch:
-            return []
-        with self._lock:
-            out, read, snapshot = self._look_up(batch)
-            if not record:
-                return out
-            with self._writers:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    if self._stale(batch, read, snapshot):
-                        self.relooked += 1
-                        out = []
-                        for row in batch:  # as one process alone: each sees those before it
-                            out.append(self._features(row))
-                            self._record(row)
-                    else:
-                        for row in batch:
-                            self._record(row)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+        out = []
+        with self._lock, self._writers:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in batch:
+                    ts = int(row["ts"])
+                    aggregates = {
+                        spec.name: None
+                        if row[spec.name] is None
+                        else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
+                        for spec in KEYS
+                    }
+                    linked, confirmed = self._linked(row, ts), self._confirmed(row, ts)
+                    ring = self._ring(row, ts, aggregates)
+                    out.append(online_history(ts, aggregates, linked, confirmed, ring))
+                    if record:
+                        self._record(row)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return out
 
-    def _look_up(
-        self, batch: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[dict[str, float | None]], list[set[tuple[str, bytes]]], int]:
-        """Each application's features on one snapshot of the file (a read transaction, which
-        writers do not wait for), the keys each lookup read, and the log position of the snapshot."""
-        self._db.execute("BEGIN")
-        try:
-            snapshot = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
-            out, read = [], []
-            for row in batch:
-                self._touched = set()
-                out.append(self._features(row))
-                read.append(self._touched)
-        finally:
-            self._touched = None
-            self._db.execute("COMMIT")
-        return out, read, snapshot
-
-    def _stale(
-        self, batch: Sequence[Mapping[str, Any]], read: Sequence[set[tuple[str, bytes]]], snapshot: int
-    ) -> bool:
-        """Whether a lookup in the turn could answer otherwise than the snapshot did: a key it read
-        was appended since (by another process, or by an earlier application of the batch)."""
-        first = self._db.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
-        if first is not None and first > snapshot + 1:
-            return True  # the log was pruned past the snapshot
-        changed = set(self._db.execute("SELECT kind, key FROM changes WHERE seq > ?", (snapshot,)))
-        if ANYTHING in changed:
-            return True
-        for row, keys in zip(batch, read, strict=True):
-            if not keys.isdisjoint(changed):
-                return True
-            changed |= _event_keys(row)
-        return False
-
-    def _record(self, row: Mapping[str, Any], *, log: bool = True) -> None:
-        """Appends one application (`log`: and its keys to the changes log; a bulk load logs
-        "anything" once instead)."""
+    def _record(self, row: Mapping[str, Any]) -> None:
         app, ts = row["application_id"], int(row["ts"])
         cur = self._db.execute(
             "INSERT OR IGNORE INTO applications (app, ts, identity, links) VALUES (?, ?, ?, ?)",
@@ -381,13 +296,6 @@ class SQLiteHistoryStore:
         )
         if cur.rowcount == 0:
             return  # already recorded: a retry
-        if log:
-            self._db.executemany("INSERT INTO changes (kind, key) VALUES (?, ?)", _event_keys(row))
-            self._appended += 1
-        if log and self._appended % PRUNE_EVERY == 0:
-            self._db.execute(
-                "DELETE FROM changes WHERE seq <= (SELECT MAX(seq) FROM changes) - ?", (CHANGES_KEPT,)
-            )
         self._db.executemany(
             "INSERT OR IGNORE INTO key_events (kind, key, ts, identity, email, cents, app) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -412,9 +320,8 @@ class SQLiteHistoryStore:
         with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT INTO changes (kind, key) VALUES (?, ?)", ANYTHING)
                 for row in rows:
-                    self._record(row, log=False)
+                    self._record(row)
                     n += 1
                 self._db.execute("COMMIT")
                 if self._checkpointer is not None:
