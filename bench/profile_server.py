@@ -41,6 +41,17 @@ def _frame(frame: str) -> str:
     return frame.rsplit(":", 1)[0] + ")" if " (" in frame else frame
 
 
+def per_process(raw: Path, seconds: float, hz: float) -> dict[str, float]:
+    """Busy threads (samples / duration / rate) of each worker process: an idle worker shows the
+    kernel gave it no connection (SO_REUSEPORT spreads connections, not calls)."""
+    busy: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        worker = next((_frame(f) for f in reversed(stack.split(";")) if f.startswith("process ")), "process")
+        busy[worker] += int(count)
+    return {k: round(v / seconds / hz, 2) for k, v in sorted(busy.items())}
+
+
 def shares(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
     """Samples, and the top functions by inclusive and by self share, from collapsed stacks."""
     inclusive: collections.Counter[str] = collections.Counter()
@@ -67,7 +78,7 @@ def shares(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tupl
 async def drive(
     args: argparse.Namespace, target: str, pid: int, warm: list[bytes], requests: list[bytes]
 ) -> dict[str, Any]:
-    channels = loadgen.channels(target, max(1, 2 * args.workers if args.workers > 1 else 1))
+    channels = loadgen.channels(target, args.channels)
     call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
     await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=5.0, pid=pid)
     stream = iter(requests)
@@ -98,6 +109,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
+    parser.add_argument("--connections", type=int, default=0, help="default: 8 per worker (1 alone)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--results", default="profile")
@@ -105,6 +117,7 @@ def main() -> int:
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
     args.raw = results / f"{args.results}.raw.txt"
+    args.channels = args.connections or (8 * args.workers if args.workers > 1 else 1)
     pool = fs.Pool(prefix=f"PROFILE-{int(time.time())}")
     per_second = args.rate or 3000.0
     kind = "text128" if args.kind == "text" else "mix"
@@ -123,13 +136,18 @@ def main() -> int:
         f"# Server profile ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
         f"`uv run --frozen python bench/profile_server.py {' '.join(sys.argv[1:])}`: the {args.kind} bundle, "
-        f"{args.workers} worker(s), {load}, py-spy at 100 Hz for {args.seconds:g} s over every process. "
+        f"{args.workers} worker(s), {load} over {args.channels} connections, py-spy at 100 Hz for "
+        f"{args.seconds:g} s over every process. "
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu']}.",
         "",
         f"Load: {result['throughput_rps']} answered/s, p50 {result['latency_ms'].get('p50')} ms, "
         f"p99 {result['latency_ms'].get('p99')} ms, errors {result['errors'] or 'none'}, "
         f"server {result['server_cpu_ms_per_request']} ms CPU per answer. Samples: {total:,} "
         "(threads busy in Python or in native code called from it; idle waits excluded).",
+        "",
+        "Busy threads by process: "
+        + ", ".join(f"{k} {v}" for k, v in per_process(args.raw, args.seconds, 100.0).items())
+        + ".",
         "",
         "| inclusive | function | | self | function |",
         "|---|---|---|---|---|",

@@ -129,7 +129,9 @@ GPU_SERVERS: dict[str, tuple[str, list[Phase]]] = {
 }
 FRAUDSCORE |= GPU_SERVERS
 WORKERS = {"history-2w": 2, "text-gpu": 4}
-CONNECTIONS = {"history-2w": 8, "text-gpu": 8}
+# The kernel hashes each connection to one worker: with 2 connections a worker, one worker in three
+# got none at all in a profile of 8 workers on 16 cores (bench/results/gpu); 8 a worker spread the load.
+CONNECTIONS = {"history-2w": 8, "text-gpu": 32}
 MLSERVER_PHASES = [
     Phase("MLServer", "closed", 1, quick=True),
     Phase("MLServer", "closed", 4),
@@ -438,7 +440,7 @@ def main() -> int:
     args.seconds = args.seconds or (4.0 if args.quick else 15.0)
     if args.gpu_workers:
         WORKERS["text-gpu"] = args.gpu_workers
-        CONNECTIONS["text-gpu"] = 2 * args.gpu_workers
+        CONNECTIONS["text-gpu"] = 8 * args.gpu_workers
     only = set(args.only or ["tabular", "history", "history-2w", "text", "mlserver"])
     command = "uv run --frozen python bench/suite.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
     started = time.perf_counter()
