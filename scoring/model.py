@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -27,6 +27,9 @@ from scoring.calibration import Calibrator
 from scoring.errors import BundleError
 from scoring.explain import Explainer, Explanation
 from scoring.policy import Decision, Policy, Thresholds, to_score
+
+if TYPE_CHECKING:
+    from features.text.encoder import EncoderInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +226,30 @@ class ScoringModel:
         return BatchScores(raw, prob, to_score(prob), decisions, head, features, matrix, rows)
 
 
-def check_encoder(model: ScoringModel, identity: str) -> None:
+def check_encoder(model: ScoringModel, info: EncoderInfo) -> None:
     """Refuses an encoder other than the one the model was trained with: its signals would be
-    numbers the model never saw."""
-    if model.text_spec is not None and model.text_spec.encoder != identity:
+    numbers the model never saw. The identity names the weights, tokenizer, length and pooling; the
+    bundle also pins the bytes of each graph and of the tokenizer, so a graph rebuilt or altered
+    under the same identity (its manifest rewritten to match) is refused too. An encoder may ship a
+    subset of the graphs (a GPU host: fp16 only); the one it loads must be pinned."""
+    spec = model.text_spec
+    if spec is None:
+        return
+    if spec.encoder != info.identity:
         raise BundleError(
-            f"bundle {model.bundle.directory} was trained with text encoder {model.text_spec.encoder}; "
-            f"the encoder given is {identity}"
+            f"bundle {model.bundle.directory} was trained with text encoder {spec.encoder}; "
+            f"the encoder given is {info.identity}"
         )
+    if not spec.encoder_files:
+        return  # a bundle made before the files were pinned: the identity alone is checked
+    for name, digest in info.loaded.items():
+        if spec.encoder_files.get(name) != digest:
+            raise BundleError(
+                f"bundle {model.bundle.directory} pins text encoder file {name} "
+                + (
+                    "to another sha256 than the encoder's"
+                    if name in spec.encoder_files
+                    else "not at all (it was not part of the encoder it was trained with)"
+                )
+                + "; the encoder directory was rebuilt or altered"
+            )

@@ -31,7 +31,7 @@ class TextRuntime:
             threads=settings.text_threads,
             cache_size=settings.text_cache_size,
         )
-        check_encoder(model, encoder.info.identity)
+        check_encoder(model, encoder.info)
         self.info: EncoderInfo = encoder.info
         self.featurizer = TextFeaturizer(model.text_spec, encoder)
         self.index = self.featurizer.new_index(settings.resolved_text_index_path())

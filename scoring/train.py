@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from features.history import entity_keys, offline_history, with_outcomes
 from features.pipeline import FeaturePipeline, FeatureSpec, attribute_defs
 from features.schema import ATTRIBUTE_PREFIX, PRODUCTS
-from features.text.encoder import TextEncoder
+from features.text.encoder import TextEncoder, read_manifest
 from features.text.signals import DEFAULT_PHRASES, TextFeaturizer, TextSpec
 from scoring.bundle import sha256_file, write_bundle
 from scoring.calibration import Calibrator, Method
@@ -337,6 +337,11 @@ def dataset_history(data: Dataset, outcome_delay_days: float) -> pl.DataFrame:
     return offline_history(with_outcomes(keys, data.label, outcome_delay_days))
 
 
+def encoder_files(directory: Path) -> dict[str, str]:
+    """The sha256 of every file of an encoder directory (checked against it): what a bundle pins."""
+    return {str(k): str(v) for k, v in read_manifest(directory)["files"].items()}
+
+
 def dataset_text(
     data: Dataset, config: TrainConfig, train_rows: slice, progress: Progress
 ) -> tuple[pl.DataFrame, TextSpec]:
@@ -351,7 +356,11 @@ def dataset_text(
             "text signals need submitted_at on every application (near duplicates are as of time)"
         )
     encoder = TextEncoder(config.encoder_dir, providers=("cpu",), variant=config.text_variant, cache_size=0)
-    spec = TextSpec.from_phrases(config.text_phrases or DEFAULT_PHRASES, encoder.info.identity)
+    spec = TextSpec.from_phrases(
+        config.text_phrases or DEFAULT_PHRASES,
+        encoder.info.identity,
+        encoder_files=encoder_files(config.encoder_dir),
+    )
     featurizer = TextFeaturizer(spec, encoder)
     started = time.perf_counter()
     progress(
@@ -380,7 +389,7 @@ def evaluate_bundle(
         if encoder_dir is None:
             raise ValueError("this model uses text signals: give the encoder directory")
         encoder = TextEncoder(encoder_dir, providers=("cpu",), cache_size=0)
-        check_encoder(model, encoder.info.identity)
+        check_encoder(model, encoder.info)
         identity = entity_keys(data.canonical, os.urandom(32)).get_column("identity").to_list()
         text = TextFeaturizer(model.text_spec, encoder).offline(data.canonical, identity)
     probs = []

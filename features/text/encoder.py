@@ -19,8 +19,8 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ class EncoderInfo:
     provider: str  # the ONNX Runtime provider that runs it, read back from the session
     max_seq_length: int
     hidden: int
+    # sha256 of each file loaded (the graph that runs and the tokenizer), as checked: what a model
+    # bundle pins (`scoring.model.check_encoder`)
+    loaded: Mapping[str, str] = field(default_factory=dict)
 
 
 MANIFEST = "encoder.json"
@@ -221,6 +224,7 @@ class TextEncoder:
             session = self._open(chosen, ["CPUExecutionProvider"], threads)
         self._session = session
         length = max_seq_length or int(manifest["max_seq_length"])
+        loaded = (f"model.{chosen}.onnx", "tokenizer.json")
         self.info = EncoderInfo(
             identity=str(manifest["identity"]),
             name=str(manifest["name"]),
@@ -228,6 +232,7 @@ class TextEncoder:
             provider=session.get_providers()[0],
             max_seq_length=length,
             hidden=int(manifest["hidden"]),
+            loaded={name: str(manifest["files"].get(name)) for name in loaded},
         )
         tokenizer = Tokenizer.from_str(
             read_verified(self.directory, manifest, "tokenizer.json").decode("utf-8")

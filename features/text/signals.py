@@ -65,6 +65,9 @@ class TextSpec:
     near_copy_threshold: float = 0.95
     index_cap: int = 50_000
     pca: Mapping[str, tuple[list[float], list[list[float]]]] = field(default_factory=dict)
+    # sha256 of the encoder's files at training (its graphs and tokenizer): a served encoder must
+    # load these bytes, not only carry the same identity. Empty in bundles made before it was kept.
+    encoder_files: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_phrases(cls, path: Path, encoder: str, **options: Any) -> TextSpec:
@@ -129,6 +132,7 @@ class TextSpec:
             "near_copy_threshold": self.near_copy_threshold,
             "index_cap": self.index_cap,
             "pca": {k: {"mean": m, "components": c} for k, (m, c) in self.pca.items()},
+            "encoder_files": dict(self.encoder_files),
         }
 
     @classmethod
@@ -146,6 +150,7 @@ class TextSpec:
             near_copy_threshold=float(data["near_copy_threshold"]),
             index_cap=int(data["index_cap"]),
             pca={k: (list(v["mean"]), [list(r) for r in v["components"]]) for k, v in data["pca"].items()},
+            encoder_files={str(k): str(v) for k, v in data.get("encoder_files", {}).items()},
         )
 
 

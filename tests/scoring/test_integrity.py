@@ -9,6 +9,7 @@ tests/scoring/test_bundle.py; this module adds the rest, the encoder's, and `fra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -18,12 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 
 from features.text.encoder import EncoderError, TextEncoder, read_manifest
 from scoring.bundle import read_bundle, write_bundle
 from scoring.errors import BundleError
-from scoring.model import ScoringModel
+from scoring.model import ScoringModel, check_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,6 +172,37 @@ def test_a_graph_the_manifest_does_not_list_is_never_loaded(encoder):
         TextEncoder(encoder, providers=["cpu"], variant="int8")
     # The other variants still load: the manifest is otherwise intact.
     assert TextEncoder(encoder, providers=["cpu"], variant="fp32").info.variant == "fp32"
+
+
+def _rebuild(encoder: Path, name: str) -> None:
+    """The graph written again with another doc string (other bytes, the same weights and identity)
+    and the manifest rewritten to match: what someone able to write the directory could do."""
+    model = onnx.load_from_string((encoder / name).read_bytes())
+    model.doc_string = "rebuilt"
+    data = model.SerializeToString()
+    _replace(encoder / name, data)
+    digest = hashlib.sha256(data).hexdigest()
+    _edit_json(encoder / "encoder.json", lambda d: d["files"].update({name: digest}))
+
+
+def test_a_graph_rebuilt_under_the_same_identity_is_refused_by_the_bundle(bundle_dir, encoder):
+    """The bundle pins the bytes of each graph it was trained with, not only the encoder's identity."""
+    model = ScoringModel.load(bundle_dir)
+    _rebuild(encoder, "model.int8.onnx")
+    rebuilt = TextEncoder(encoder, providers=["cpu"], variant="int8").info  # its own manifest agrees
+    assert rebuilt.identity == model.text_spec.encoder
+    with pytest.raises(BundleError, match=r"pins text encoder file model\.int8\.onnx to another sha256"):
+        check_encoder(model, rebuilt)
+    check_encoder(model, TextEncoder(encoder, providers=["cpu"], variant="fp32").info)  # untouched
+
+
+def test_an_encoder_shipping_only_its_fp16_graph_is_accepted(bundle_dir, encoder):
+    """A GPU host's payload (bench/gpu_payload.sh) lists only the fp16 graph and the tokenizer."""
+    for name in ("model.fp32.onnx", "model.int8.onnx"):
+        (encoder / name).unlink()
+    keep = ("model.fp16.onnx", "tokenizer.json")
+    _edit_json(encoder / "encoder.json", lambda d: d.update(files={k: d["files"][k] for k in keep}))
+    check_encoder(ScoringModel.load(bundle_dir), TextEncoder(encoder, providers=["cpu"], variant="fp16").info)
 
 
 def test_an_intact_linked_copy_loads(encoder, encoder_dir):
