@@ -251,5 +251,6 @@ def check_encoder(model: ScoringModel, info: EncoderInfo) -> None:
                     if name in spec.encoder_files
                     else "not at all (it was not part of the encoder it was trained with)"
                 )
-                + "; the encoder directory was rebuilt or altered"
+                + "; the encoder directory was rebuilt (another exporter or library version writes other "
+                "bytes) or altered: serve the encoder directory the bundle was trained with, or train again"
             )
