@@ -129,8 +129,8 @@ GPU_SERVERS: dict[str, tuple[str, list[Phase]]] = {
 }
 FRAUDSCORE |= GPU_SERVERS
 WORKERS = {"history-2w": 2, "text-gpu": 4}
-# The kernel hashes each connection to one worker: with 2 connections a worker, one worker in three
-# got none at all in a profile of 8 workers on 16 cores (bench/results/gpu); 8 a worker spread the load.
+# The kernel hashes each connection to one worker: with 2 connections a worker, 3 of 8 workers got
+# none at all in a profile on 16 cores (bench/results/gpu/optimistic); 8 a worker spread the load.
 CONNECTIONS = {"history-2w": 8, "text-gpu": 32}
 MLSERVER_PHASES = [
     Phase("MLServer", "closed", 1, quick=True),
