@@ -85,7 +85,7 @@ async def drive(
     spy = os.environ.get("PYSPY")
     command = shlex.split(spy) if spy else ["uvx", "py-spy"]
     command += ["record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "-f", "raw"]
-    command += ["-o", str(args.raw), "--nonblocking", "--subprocesses"]
+    command += ["-o", str(args.raw), "--nonblocking", "--subprocesses"] + (["--gil"] if args.gil else [])
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     if args.rate:
         result, _ = await loadgen.open_loop(
@@ -113,6 +113,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--results", default="profile")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples of threads holding the interpreter lock: what bounds one process's answers/s",
+    )
     args = parser.parse_args()
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
@@ -143,9 +148,15 @@ def main() -> int:
         f"Load: {result['throughput_rps']} answered/s, p50 {result['latency_ms'].get('p50')} ms, "
         f"p99 {result['latency_ms'].get('p99')} ms, errors {result['errors'] or 'none'}, "
         f"server {result['server_cpu_ms_per_request']} ms CPU per answer. Samples: {total:,} "
-        "(threads busy in Python or in native code called from it; idle waits excluded).",
+        + (
+            "(only threads holding the interpreter lock: native code that releases it, such as SQLite's "
+            "statements, LightGBM or ONNX Runtime, is left out)."
+            if args.gil
+            else "(threads busy in Python or in native code called from it, or waiting for the interpreter "
+            "lock; idle waits excluded)."
+        ),
         "",
-        "Busy threads by process: "
+        ("Threads holding the lock, by process: " if args.gil else "Busy threads by process: ")
         + ", ".join(f"{k} {v}" for k, v in per_process(args.raw, args.seconds, 100.0).items())
         + ".",
         "",

@@ -266,10 +266,12 @@ class AuditStore:
         return result
 
     def record_many(
-        self, records: Sequence[AuditRecord]
+        self, records: Sequence[AuditRecord], *, as_stored: bool = True
     ) -> list[tuple[AuditRecord, bool] | IdempotencyConflictError]:
         """`record` for a micro-batch in one transaction: one commit (one wait for the disk) for
-        all. Each item is what `record` would return, or the conflict it would raise."""
+        all. Each item is what `record` would return, or the conflict it would raise. `as_stored`
+        False: a new record comes back as given, not read back from what was written (the service
+        answers from its own result; reading back costs a JSON parse of each record)."""
         encoded = [
             _encode(replace(r, application=self.personal.protect(r.application_id, r.application)))
             for r in records
@@ -286,7 +288,7 @@ class AuditStore:
         out: list[tuple[AuditRecord, bool] | IdempotencyConflictError] = []
         for rec, values, old in zip(records, encoded, existing, strict=True):
             if old is None:
-                out.append((_record(values), True))  # as `get` will read it back
+                out.append((_record(values) if as_stored else rec, True))  # as_stored: as `get` reads it
             elif old.payload_sha256 != rec.payload_sha256:
                 out.append(
                     IdempotencyConflictError(
@@ -302,6 +304,17 @@ class AuditStore:
     def get(self, application_id: str) -> AuditRecord | None:
         with self._lock:
             return self._get(application_id)
+
+    def get_many(self, application_ids: Sequence[str]) -> dict[str, AuditRecord]:
+        """The stored decisions among `application_ids` (a micro-batch's retry check: one query)."""
+        if not application_ids:
+            return {}
+        marks = ", ".join("?" * len(application_ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM decisions WHERE application_id IN ({marks})", list(application_ids)
+            ).fetchall()
+        return {rec.application_id: rec for rec in map(_record, rows)}
 
     def _get(self, application_id: str) -> AuditRecord | None:
         row = self._db.execute(

@@ -173,14 +173,9 @@ class ScoringService:
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
             raise NotReadyError("the scoring service is not running")
-        digest = ""
-        if self.audit is not None:
-            digest = payload_digest(row)
-            # Off the event loop: the store's lock may be held by a batch's commit (a disk flush).
-            stored = await asyncio.to_thread(self.audit.get, row["application_id"])
-            if stored is not None:  # a retry: the decision on record, never a second one
-                _check_same(stored, digest)
-                return stored.to_result()
+        # A retry is answered from the record in the batch (one query for the whole batch on the
+        # batch thread: no thread hop per request); the digest tells a retry from a changed application.
+        digest = payload_digest(row) if self.audit is not None else ""
         loop = asyncio.get_running_loop()
         pending = _Pending(
             row,
@@ -284,7 +279,7 @@ class ScoringService:
                 if live:
                     started = time.perf_counter()
                     try:
-                        results = await loop.run_in_executor(self._executor, self._score_batch, live)
+                        results, replayed = await loop.run_in_executor(self._executor, self._answer, live)
                     except asyncio.CancelledError:
                         raise
                     except FraudscoreError as exc:  # the batch as a whole was refused (store failure)
@@ -302,13 +297,15 @@ class ScoringService:
                                 )
                     else:
                         debug = log.isEnabledFor(logging.DEBUG)
-                        for p, r in zip(live, results, strict=True):
+                        for i, (p, r) in enumerate(zip(live, results, strict=True)):
                             if isinstance(r, FraudscoreError):
                                 if not p.future.done():
                                     p.future.set_exception(r)
                                 continue
                             if not p.future.done():
                                 p.future.set_result(r)
+                            if i in replayed:  # a decision made earlier, counted when it was made
+                                continue
                             self.metrics.decisions.labels(r.product, r.decision.value).inc()
                             if r.degraded:
                                 self.metrics.degraded.labels(degraded_cause(r.degraded_reason)).inc()
@@ -376,7 +373,37 @@ class ScoringService:
             return None, [], reasons
         return text, rich, reasons
 
-    def _score_batch(self, batch: list[_Pending]) -> list[ScoreResult | FraudscoreError]:
+    def _answer(self, batch: list[_Pending]) -> tuple[list[ScoreResult | FraudscoreError], set[int]]:
+        """Answers a micro-batch: a retry of a stored decision gets that decision (a changed
+        application under a stored id, the conflict), the others are scored and recorded. Returns the
+        answers in order and the positions answered from the record (not new decisions)."""
+        if self.audit is None:
+            return self._score_batch(batch)
+        try:
+            stored = self.audit.get_many([p.row["application_id"] for p in batch])
+        except (sqlite3.Error, OSError) as exc:
+            raise self._audit_failed(exc, len(batch)) from None
+        answers: list[ScoreResult | FraudscoreError | None] = [None] * len(batch)
+        replayed: set[int] = set()
+        for i, p in enumerate(batch):
+            record = stored.get(p.row["application_id"])
+            if record is None:
+                continue
+            if record.payload_sha256 != p.digest:
+                answers[i] = _conflict(record.application_id)
+            else:
+                answers[i] = record.to_result()
+                replayed.add(i)
+        fresh = [i for i, a in enumerate(answers) if a is None]
+        if fresh:
+            scored, again = self._score_batch([batch[i] for i in fresh])
+            for j, (i, answer) in enumerate(zip(fresh, scored, strict=True)):
+                answers[i] = answer
+                if j in again:
+                    replayed.add(i)
+        return [a for a in answers if a is not None], replayed
+
+    def _score_batch(self, batch: list[_Pending]) -> tuple[list[ScoreResult | FraudscoreError], set[int]]:
         frame = self.model.pipeline.frame_from_rows([p.row for p in batch])
         # The frame's rows, read once for the row-wise path's keys and features (small batches).
         canonical = frame.to_dicts() if frame.height <= rowwise.ROW_PATH_MAX else None
@@ -430,15 +457,19 @@ class ScoringService:
                 if self.audit is not None:
                     features[i] = feature_rows[j]
         done_results = [r for r in results if r is not None]
-        return self._on_record(batch, done_results, features) if self.audit is not None else done_results
+        return (
+            self._on_record(batch, done_results, features)
+            if self.audit is not None
+            else (done_results, set())
+        )
 
     def _on_record(
         self, batch: list[_Pending], results: list[ScoreResult | FraudscoreError], features: dict[int, Any]
-    ) -> list[ScoreResult | FraudscoreError]:
+    ) -> tuple[list[ScoreResult | FraudscoreError], set[int]]:
         """Commits the batch's decisions (durably, one transaction) before anyone hears of them. A
-        concurrent duplicate that won the race is answered with the stored decision; a store failure
-        refuses the batch (UNAVAILABLE) and makes the service unhealthy: a decision that is not on
-        record is never acknowledged."""
+        concurrent duplicate that won the race is answered with the stored decision (its position is
+        in the returned set); a store failure refuses the batch (UNAVAILABLE) and makes the service
+        unhealthy: a decision that is not on record is never acknowledged."""
         assert self.audit is not None
         records = [
             AuditRecord.from_result(
@@ -452,32 +483,38 @@ class ScoringService:
             if isinstance(r, ScoreResult)
         ]
         try:
-            stored = iter(self.audit.record_many(records))
+            stored = iter(self.audit.record_many(records, as_stored=False))
         except (sqlite3.Error, OSError) as exc:
-            log.error(
-                "audit store failed; batch refused",
-                extra={"error": type(exc).__name__, "batch_size": len(batch)},
-            )
-            self.metrics.audit_failures.inc()
-            self.health.report(False)
-            raise NotReadyError(
-                "the decision could not be recorded (audit store failure), so none was made; retry later"
-            ) from None
+            raise self._audit_failed(exc, len(batch)) from None
         self.health.report(True)
         # `latency_ms` (answer and record alike, so a retry gets the same answer) runs to the end of
         # scoring: the commit that follows is not in it, nor the gRPC path either side.
         out: list[ScoreResult | FraudscoreError] = []
-        for r in results:
+        replayed: set[int] = set()
+        for i, r in enumerate(results):
             if not isinstance(r, ScoreResult):
                 out.append(r)
                 continue
             outcome = next(stored)
             if isinstance(outcome, IdempotencyConflictError):
                 out.append(outcome)
-            else:
-                record, new = outcome
-                out.append(r if new else record.to_result())
-        return out
+                continue
+            record, new = outcome
+            out.append(r if new else record.to_result())
+            if not new:
+                replayed.add(i)
+        return out, replayed
+
+    def _audit_failed(self, exc: BaseException, batch_size: int) -> NotReadyError:
+        """A store failure refuses the batch and makes the service unhealthy."""
+        log.error(
+            "audit store failed; batch refused", extra={"error": type(exc).__name__, "batch_size": batch_size}
+        )
+        self.metrics.audit_failures.inc()
+        self.health.report(False)
+        return NotReadyError(
+            "the decision could not be recorded (audit store failure), so none was made; retry later"
+        )
 
     def explain(self, application_id: str) -> tuple[AuditRecord, Explanation, float]:
         """The full TreeSHAP breakdown of a stored decision (any decision, approvals included)."""
@@ -522,9 +559,8 @@ def explain_record(model: ScoringModel, record: AuditRecord) -> tuple[Explanatio
     return model.explain_stored(record.features, degraded=record.degraded)
 
 
-def _check_same(stored: AuditRecord, digest: str) -> None:
-    if stored.payload_sha256 != digest:
-        raise IdempotencyConflictError(
-            f"application_id {stored.application_id!r} was already scored with a different application; "
-            "a changed application needs a new application_id"
-        )
+def _conflict(application_id: str) -> IdempotencyConflictError:
+    return IdempotencyConflictError(
+        f"application_id {application_id!r} was already scored with a different application; "
+        "a changed application needs a new application_id"
+    )

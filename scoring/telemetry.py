@@ -49,7 +49,10 @@ class Metrics:
             registry=r,
         )
         self.decisions = Counter(
-            "fraudscore_decisions_total", "Decisions answered", ["product", "decision"], registry=r
+            "fraudscore_decisions_total",
+            "Decisions made (a retry answered from the record is not counted again)",
+            ["product", "decision"],
+            registry=r,
         )
         self.degraded = Counter(
             "fraudscore_degraded_total", "Answers from the fallback model without text", ["cause"], registry=r

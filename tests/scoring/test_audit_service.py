@@ -56,6 +56,36 @@ async def test_concurrent_duplicates_get_one_decision(stub, settings):
     assert _rows(settings, app.application_id) == 1
 
 
+async def test_retries_are_answered_from_the_record_and_not_counted_as_new_decisions(stub, server, settings):
+    def made() -> float:
+        registry = server.service.metrics.registry
+        return sum(
+            s.value
+            for m in registry.collect()
+            if m.name == "fraudscore_decisions"
+            for s in m.samples
+            if s.name == "fraudscore_decisions_total"
+        )
+
+    before = made()
+    app = application()
+    first = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    # A retry alone, then retries arriving together (one micro-batch, answered by one query).
+    assert await stub.Score(pb.ScoreRequest(application=app), timeout=10) == first
+    again = await asyncio.gather(
+        *(stub.Score(pb.ScoreRequest(application=app), timeout=10) for _ in range(5))
+    )
+    assert all(a == first for a in again)
+    # A new application and its duplicates sent together: one decision, counted once.
+    other = application()
+    together = await asyncio.gather(
+        *(stub.Score(pb.ScoreRequest(application=other), timeout=10) for _ in range(4))
+    )
+    assert all(a == together[0] for a in together)
+    assert made() - before == 2
+    assert _rows(settings, app.application_id) == 1 and _rows(settings, other.application_id) == 1
+
+
 async def test_the_same_id_with_another_application_is_refused(stub):
     app = application()
     await stub.Score(pb.ScoreRequest(application=app), timeout=10)
