@@ -19,7 +19,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from features.history import KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
+from features.history import (
+    HASHED,
+    KEY_NAMES,
+    KEYS,
+    LINK_KEYS,
+    LINK_WINDOW,
+    WINDOWS,
+    KeyAggregate,
+    KeySpec,
+    online_history,
+)
 from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
 from features.writelock import FileWriteLock
 
@@ -63,8 +73,13 @@ def _blob(hashed: str | None) -> bytes | None:
     return None if hashed is None else bytes.fromhex(hashed)
 
 
-def _link_keys(row: Mapping[str, Any]) -> list[LinkKey]:
-    return [(i, bytes.fromhex(row[name])) for i, name in enumerate(LINK_KEYS) if row[name] is not None]
+def _blobs(row: Mapping[str, Any]) -> dict[str, bytes | None]:
+    """An application's hashed keys (and identity, email) as they are stored, converted once."""
+    return {name: _blob(row[name]) for name in HASHED}
+
+
+def _link_keys(blobs: Mapping[str, bytes | None]) -> list[LinkKey]:
+    return [(i, key) for i, name in enumerate(LINK_KEYS) if (key := blobs[name]) is not None]
 
 
 def _pack(keys: Sequence[LinkKey]) -> bytes:
@@ -126,49 +141,51 @@ class SQLiteHistoryStore:
                 daemon=True,
             )
             self._checkpointer.start()
-        self._window_sql = {spec.name: self._aggregate_sql(spec.windows) for spec in KEYS}
+        self._window_sql = {spec.name: self._aggregate_sql(spec) for spec in KEYS}
         self._windows = {spec.name: spec.windows for spec in KEYS}
 
     @staticmethod
-    def _aggregate_sql(windows: Iterable[str]) -> str:
-        counts = ", ".join(f"COALESCE(SUM(ts >= :t - {WINDOWS[w]}), 0)" for w in windows)
+    def _aggregate_sql(spec: KeySpec) -> str:
+        """One statement per key: the window counts, distinct identities and emails and the amount
+        over the link window and, where the key has it, the first time it was seen (all history).
+        Parameters: ?1 kind, ?2 key, ?3 the application's time."""
+        counts = ", ".join(f"COALESCE(SUM(ts >= ?3 - {WINDOWS[w]}), 0)" for w in spec.windows)
+        first = (
+            ", (SELECT MIN(ts) FROM key_events WHERE kind = ?1 AND key = ?2 AND ts < ?3)"
+            if spec.first_seen
+            else ", NULL"
+        )
         return (
-            f"SELECT {counts}, COUNT(DISTINCT identity), COUNT(DISTINCT email), COALESCE(SUM(cents), 0) "
-            f"FROM key_events WHERE kind = :kind AND key = :key "
-            f"AND ts >= :t - {WINDOWS[LINK_WINDOW]} AND ts < :t"
+            f"SELECT {counts}, COUNT(DISTINCT identity), COUNT(DISTINCT email), COALESCE(SUM(cents), 0)"
+            f"{first} FROM key_events WHERE kind = ?1 AND key = ?2 "
+            f"AND ts >= ?3 - {WINDOWS[LINK_WINDOW]} AND ts < ?3"
         )
 
-    def _aggregate(self, kind: str, key: str, ts: int, first_seen: bool) -> KeyAggregate:
+    def _aggregate(self, kind: str, key: bytes, ts: int) -> KeyAggregate:
         spec_windows = self._windows[kind]
-        row = self._db.execute(self._window_sql[kind], {"t": ts, "kind": kind, "key": _blob(key)}).fetchone()
+        row = self._db.execute(self._window_sql[kind], (kind, key, ts)).fetchone()
         n = len(spec_windows)
-        first = None
-        if first_seen:
-            first = self._db.execute(
-                "SELECT MIN(ts) FROM key_events WHERE kind = ? AND key = ? AND ts < ?", (kind, _blob(key), ts)
-            ).fetchone()[0]
         return KeyAggregate(
-            apps=dict(zip(spec_windows, (int(v) for v in row[:n]), strict=True)),
-            identities=int(row[n]),
-            emails=int(row[n + 1]),
-            cents=int(row[n + 2]),
-            first_seen_us=first,
+            apps=dict(zip(spec_windows, row[:n], strict=True)),
+            identities=row[n],
+            emails=row[n + 1],
+            cents=row[n + 2],
+            first_seen_us=row[n + 3],
         )
 
-    def _confirmed(self, row: Mapping[str, Any], ts: int) -> dict[str, int | None]:
+    def _confirmed(self, blobs: Mapping[str, bytes | None], ts: int) -> dict[str, int | None]:
         """Per link key: earlier applications with the key whose outcome, known before `ts`, was fraud."""
         out: dict[str, int | None] = {}
         for name in LINK_KEYS:
-            if row[name] is None:
+            key = blobs[name]
+            if key is None:
                 out[name] = None
                 continue
-            out[name] = int(
-                self._db.execute(
-                    "SELECT COUNT(*) FROM key_events e JOIN outcomes o ON o.app = e.app "
-                    "WHERE e.kind = ? AND e.key = ? AND e.ts < ? AND o.fraud = 1 AND o.known_at < ?",
-                    (name, _blob(row[name]), ts, ts),
-                ).fetchone()[0]
-            )
+            out[name] = self._db.execute(
+                "SELECT COUNT(*) FROM key_events e JOIN outcomes o ON o.app = e.app "
+                "WHERE e.kind = ?1 AND e.key = ?2 AND e.ts < ?3 AND o.fraud = 1 AND o.known_at < ?3",
+                (name, key, ts),
+            ).fetchone()[0]
         return out
 
     def record_outcomes(self, outcomes: Iterable[tuple[str, bool, int]]) -> int:
@@ -190,26 +207,26 @@ class SQLiteHistoryStore:
                 raise
         return n
 
-    def _linked(self, row: Mapping[str, Any], ts: int) -> int | None:
+    def _linked(self, blobs: Mapping[str, bytes | None], ts: int) -> int | None:
         """Distinct other identities sharing a link key with the application in the link window."""
-        keys = [(name, row[name]) for name in LINK_KEYS if row[name] is not None]
+        keys = [(name, blobs[name]) for name in LINK_KEYS if blobs[name] is not None]
         if not keys:
             return None
         match = " OR ".join("(kind = ? AND key = ?)" for _ in keys)
-        params: list[Any] = [v for name, key in keys for v in (name, _blob(key))]
+        params: list[Any] = [v for pair in keys for v in pair]
         sql = (
             f"SELECT COUNT(DISTINCT identity) FROM key_events WHERE ({match}) "
             f"AND ts >= ? AND ts < ? AND identity != ?"
         )
-        params += [ts - WINDOWS[LINK_WINDOW], ts, _blob(row["identity"])]
+        params += [ts - WINDOWS[LINK_WINDOW], ts, blobs["identity"]]
         return int(self._db.execute(sql, params).fetchone()[0])
 
     def _ring(
-        self, row: Mapping[str, Any], ts: int, aggregates: Mapping[str, KeyAggregate | None]
+        self, blobs: Mapping[str, bytes | None], ts: int, aggregates: Mapping[str, KeyAggregate | None]
     ) -> RingSize | None:
         """The application's ring (`features.rings`): a walk of at most `ring_bound.hops` rounds of
         two indexed queries, none at all when no link key of the application was seen before."""
-        keys = _link_keys(row)
+        keys = _link_keys(blobs)
         if not keys:
             return None
         counts = {}
@@ -219,7 +236,7 @@ class SQLiteHistoryStore:
                 counts[(i, key)] = agg.apps[LINK_WINDOW]
         lo, hi = ts - WINDOWS[LINK_WINDOW], ts
         return walk_ring(
-            _blob(row["identity"]),
+            blobs["identity"],
             keys,
             neighbours=lambda todo: self._key_applications(todo, lo, hi),
             links=self._application_links,
@@ -271,28 +288,29 @@ class SQLiteHistoryStore:
             try:
                 for row in batch:
                     ts = int(row["ts"])
+                    blobs = _blobs(row)
                     aggregates = {
-                        spec.name: None
-                        if row[spec.name] is None
-                        else self._aggregate(spec.name, row[spec.name], ts, spec.first_seen)
-                        for spec in KEYS
+                        name: None if (key := blobs[name]) is None else self._aggregate(name, key, ts)
+                        for name in KEY_NAMES
                     }
-                    linked, confirmed = self._linked(row, ts), self._confirmed(row, ts)
-                    ring = self._ring(row, ts, aggregates)
+                    linked, confirmed = self._linked(blobs, ts), self._confirmed(blobs, ts)
+                    ring = self._ring(blobs, ts, aggregates)
                     out.append(online_history(ts, aggregates, linked, confirmed, ring))
                     if record:
-                        self._record(row)
+                        self._record(row, blobs)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return out
 
-    def _record(self, row: Mapping[str, Any]) -> None:
+    def _record(self, row: Mapping[str, Any], blobs: Mapping[str, bytes | None] | None = None) -> None:
         app, ts = row["application_id"], int(row["ts"])
+        blobs = _blobs(row) if blobs is None else blobs
+        identity, email, cents = blobs["identity"], blobs["email_key"], int(row["cents"])
         cur = self._db.execute(
             "INSERT OR IGNORE INTO applications (app, ts, identity, links) VALUES (?, ?, ?, ?)",
-            (app, ts, _blob(row["identity"]), _pack(_link_keys(row))),
+            (app, ts, identity, _pack(_link_keys(blobs))),
         )
         if cur.rowcount == 0:
             return  # already recorded: a retry
@@ -300,17 +318,9 @@ class SQLiteHistoryStore:
             "INSERT OR IGNORE INTO key_events (kind, key, ts, identity, email, cents, app) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (
-                    spec.name,
-                    _blob(row[spec.name]),
-                    ts,
-                    _blob(row["identity"]),
-                    _blob(row["email_key"]),
-                    int(row["cents"]),
-                    app,
-                )
-                for spec in KEYS
-                if row[spec.name] is not None
+                (name, key, ts, identity, email, cents, app)
+                for name in KEY_NAMES
+                if (key := blobs[name]) is not None
             ],
         )
 
