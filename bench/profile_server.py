@@ -4,7 +4,7 @@ inclusive and self shares of the samples (Python frames; time inside a C extensi
 Runtime, polars or SQLite counts to the Python frame that called it).
 
     uv run --frozen python bench/profile_server.py [--kind text] [--workers 4] [--concurrency 16]
-        [--rate R] [--seconds 20] [--results profile-text]
+        [--rate R | --stream N] [--seconds 20] [--gil] [--results profile-text]
 
 py-spy comes from `uvx py-spy` (PYSPY=/path/to/py-spy overrides; on a GPU machine, a carried wheel).
 Writes bench/results/NAME.md and NAME.raw.txt (py-spy's collapsed stacks).
@@ -87,7 +87,12 @@ async def drive(
     command += ["record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "-f", "raw"]
     command += ["-o", str(args.raw), "--nonblocking", "--subprocesses"] + (["--gil"] if args.gil else [])
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    if args.rate:
+    if args.stream:
+        result = await loadgen.stream_batches(
+            channels, fs.SCORE_BATCH, stream, items=args.stream, seconds=args.seconds + 2, pid=pid
+        )
+        result["latency_ms"] = {}
+    elif args.rate:
         result, _ = await loadgen.open_loop(
             call, stream, rate=args.rate, seconds=args.seconds + 2, pid=pid, keep_responses=0
         )
@@ -109,6 +114,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
+    parser.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        help="ScoreBatch streams of this many applications instead (one per connection)",
+    )
     parser.add_argument("--connections", type=int, default=0, help="default: 8 per worker (1 alone)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=40)
@@ -136,7 +147,13 @@ def main() -> int:
         server.stop()
     total, inclusive, own = shares(args.raw, args.top)
     m = machine()
-    load = f"open loop {args.rate:g}/s" if args.rate else f"{args.concurrency} in flight"
+    load = (
+        f"ScoreBatch streams of {args.stream}"
+        if args.stream
+        else f"open loop {args.rate:g}/s"
+        if args.rate
+        else f"{args.concurrency} in flight"
+    )
     lines = [
         f"# Server profile ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",

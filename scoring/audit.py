@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -206,8 +206,10 @@ def _plain(value: Any) -> Any:
     return iso(value) if isinstance(value, dt.date) else list(value)
 
 
-def _encode(rec: AuditRecord) -> list[Any]:
+def _encode(rec: AuditRecord, application: Mapping[str, Any]) -> list[Any]:
+    """The record's column values, with `application` (its protected form) in place of its own."""
     values = {name: getattr(rec, name) for name in _NAMES}
+    values["application"] = application
     values |= {name: json.dumps(values[name], default=_plain) for name in _JSON}
     values |= {"received_at": _us(rec.received_at), "decision": str(rec.decision)}
     values["degraded"] = int(rec.degraded)
@@ -272,10 +274,7 @@ class AuditStore:
         all. Each item is what `record` would return, or the conflict it would raise. `as_stored`
         False: a new record comes back as given, not read back from what was written (the service
         answers from its own result; reading back costs a JSON parse of each record)."""
-        encoded = [
-            _encode(replace(r, application=self.personal.protect(r.application_id, r.application)))
-            for r in records
-        ]
+        encoded = [_encode(r, self.personal.protect(r.application_id, r.application)) for r in records]
         existing: list[AuditRecord | None] = []
         with self._lock, self._transaction():
             for rec, values in zip(records, encoded, strict=True):

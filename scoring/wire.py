@@ -8,6 +8,9 @@ first conversion (and the tests).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -36,32 +39,47 @@ _BAD_TIMESTAMP = "is not a valid timestamp (seconds within years 1-9999, nanos w
 _BAD_APPLICATION_ID = "must be 1-128 characters of [A-Za-z0-9._:-], as it was scored"
 
 
-def _leaf(message: Message, path: str) -> Any:
-    """The value at `path`, or None when it (or a message above it) is not set."""
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """How to read one dotted path of a message type, worked out once from its descriptors."""
+
+    parents: tuple[str, ...]
+    name: str
+    presence: bool  # a message (a Timestamp comes back as one) or a field with presence: None unset
+    enum: Mapping[int, str] | None  # number -> name without the enum's prefix (0, unspecified: None)
+
+
+@functools.cache
+def _path(descriptor: Descriptor, path: str) -> _Path:
     *parents, name = path.split(".")
     for part in parents:
+        parent = descriptor.fields_by_name[part].message_type
+        if parent is None:
+            raise ValueError(f"{path}: {part} is not a message")
+        descriptor = parent
+    field = descriptor.fields_by_name[name]
+    enum = None
+    if field.enum_type is not None:
+        prefix = field.enum_type.values_by_number[0].name.removesuffix("UNSPECIFIED")
+        enum = {v.number: v.name.removeprefix(prefix) for v in field.enum_type.values if v.number != 0}
+    return _Path(tuple(parents), name, field.message_type is not None or field.has_presence, enum)
+
+
+def _leaf(message: Message, path: str) -> Any:
+    """The value at `path`, or None when it (or a message above it) is not set."""
+    how = _path(message.DESCRIPTOR, path)
+    for part in how.parents:
         if not message.HasField(part):
             return None
         message = getattr(message, part)
-    descriptor = message.DESCRIPTOR.fields_by_name[name]
-    if descriptor.message_type is not None or descriptor.has_presence:
-        if not message.HasField(name):
-            return None
-        if (
-            descriptor.message_type is not None
-            and descriptor.message_type.full_name == "google.protobuf.Timestamp"
-        ):
-            return getattr(message, name)
-    value = getattr(message, name)
-    if descriptor.enum_type is not None:
-        if value == 0:
-            return None
-        known = descriptor.enum_type.values_by_number.get(value)
-        if known is None:
-            return f"<unknown enum value {value}>"
-        prefix = descriptor.enum_type.values_by_number[0].name.removesuffix("UNSPECIFIED")
-        return known.name.removeprefix(prefix)
-    return value
+    if how.presence and not message.HasField(how.name):
+        return None
+    value = getattr(message, how.name)
+    if how.enum is None:
+        return value
+    if value == 0:
+        return None
+    return how.enum.get(value, f"<unknown enum value {value}>")
 
 
 def application_from_pb(app: pb.LoanApplication) -> tuple[dict[str, Any], dict[str, Any], list[FieldError]]:
