@@ -31,7 +31,7 @@ from features.history import (
     online_history,
 )
 from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
-from features.writelock import FileWriteLock
+from features.writelock import Checkpointer, FileWriteLock
 
 # PRAGMA user_version of the file: 2 = keys as 16-byte blobs, 3 = outcomes, 4 = each application's
 # identity and link keys (rings)
@@ -127,20 +127,13 @@ class SQLiteHistoryStore:
         with self._writers:  # workers starting together on a new file take turns (as the audit store)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._check_format()
-        self._stop = threading.Event()
-        self._checkpointer: threading.Thread | None = None
+        self._checkpointer: Checkpointer | None = None
         if self.path != ":memory:":
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             # After a checkpoint resets the WAL, cut the file back: it would otherwise keep its
             # largest size (a bulk load's) forever.
             self._db.execute("PRAGMA journal_size_limit=67108864")
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop,
-                args=(checkpoint_seconds,),
-                name="history-checkpoint",
-                daemon=True,
-            )
-            self._checkpointer.start()
+            self._checkpointer = Checkpointer(self.path, checkpoint_seconds, name="history-checkpoint")
         self._window_sql = {spec.name: self._aggregate_sql(spec) for spec in KEYS}
         self._windows = {spec.name: spec.windows for spec in KEYS}
 
@@ -361,19 +354,9 @@ class SQLiteHistoryStore:
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version = {FORMAT}")
 
-    def _checkpoint_loop(self, every: float) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            while not self._stop.wait(every):
-                # PASSIVE never blocks the writer; what it cannot copy now waits for the next round.
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
-
     def close(self) -> None:
-        self._stop.set()
         if self._checkpointer is not None:
-            self._checkpointer.join()
+            self._checkpointer.stop()
         with self._lock:
             if self._checkpointer is not None:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from features.writelock import FileWriteLock
+from features.writelock import Checkpointer, FileWriteLock
 
 Vectors = npt.NDArray[np.float32]
 BLOCK = 1024
@@ -135,6 +135,7 @@ class NearDuplicateIndex:
         self._seen = dict.fromkeys(fields, 0)  # the last file entry (seq) held in memory
         self._db: sqlite3.Connection | None = None
         self._writers: FileWriteLock | None = None
+        self._checkpointer: Checkpointer | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -148,6 +149,9 @@ class NearDuplicateIndex:
                     "ts INTEGER NOT NULL, identity TEXT, vector BLOB NOT NULL)"
                 )
                 self._db.execute("CREATE INDEX IF NOT EXISTS text_index_field ON text_index (field, seq)")
+            # Checkpoints off the request path, as the history and audit stores do.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = Checkpointer(path, name="text-index-checkpoint")
             self._load()
 
     def _load(self) -> None:
@@ -276,6 +280,9 @@ class NearDuplicateIndex:
             )
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._db is not None:
             self._db.close()
             self._db = None

@@ -1,0 +1,139 @@
+"""Interleaved A/B of the service at two (or more) git revisions: each round serves every revision in
+turn (`fraudscore serve` on the code exported by `git archive`, fresh copies of the demo stores)
+and drives it with the same kind of load; the machine's drift and other people's work then fall on
+all of them alike. Reports each run and, per revision, the medians over the rounds of answers per
+second, p50, p99 and server CPU per answer.
+
+    uv run --frozen python bench/ab.py fcc243f HEAD [--kind history] [--concurrency 16 | --rate R]
+        [--seconds 10] [--rounds 3] [--workers 1] [--results ab-NAME]
+
+Writes bench/results/NAME.json and NAME.md (default ab). One load phase per run: for the whole set of
+scenarios use `bench/suite.py --rev REV --results NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import fraudscore_side as fs  # noqa: E402
+import loadgen  # noqa: E402
+from score_latency import machine  # noqa: E402
+
+
+async def drive(
+    args: argparse.Namespace, target: str, pid: int, warm: list[bytes], requests: list[bytes]
+) -> Any:
+    channels = loadgen.channels(target, 8 * args.workers if args.workers > 1 else 1)
+    call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
+    try:
+        await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=3.0, pid=pid)
+        if args.rate:
+            result, _ = await loadgen.open_loop(
+                call, iter(requests), rate=args.rate, seconds=args.seconds, pid=pid, keep_responses=0
+            )
+        else:
+            result, _ = await loadgen.closed_loop(
+                call,
+                iter(requests),
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+                pid=pid,
+                keep_responses=0,
+            )
+    finally:
+        for c in channels:
+            await c.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("revs", nargs="+", help="git revisions to compare (two or more)")
+    parser.add_argument("--kind", choices=("tabular", "history", "text"), default="history")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--results", default="ab")
+    args = parser.parse_args()
+    if len(args.revs) < 2:
+        parser.error("give at least two revisions")
+    work = Path(tempfile.mkdtemp(prefix="fraudscore-ab-"))
+    sources = {rev: fs.export(rev, work / f"source-{i}") for i, rev in enumerate(args.revs)}
+    pool = fs.Pool(prefix=f"AB-{int(time.time())}")
+    kind = "text128" if args.kind == "text" else "mix"
+    runs: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        for rev, (commit, source) in sources.items():
+            warm = pool.requests(kind, 200)
+            requests = pool.requests(kind, int((args.rate or 800.0) * args.seconds * 1.2))
+            server = fs.start_server(
+                fs.bundle(args.kind), work / f"state-{round_}-{commit[:12]}", source, workers=args.workers
+            )
+            try:
+                result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
+            finally:
+                server.stop()
+            run = {"round": round_, "rev": rev, "commit": commit} | result
+            runs.append(run)
+            print(
+                f"round {round_} {rev} ({commit[:8]}): {result['throughput_rps']}/s, "
+                f"p50 {result['latency_ms'].get('p50')} ms, p99 {result['latency_ms'].get('p99')} ms, "
+                f"server CPU {result['server_cpu_ms_per_request']} ms an answer, "
+                f"errors {result['errors'] or 'none'}",
+                flush=True,
+            )
+    load = f"open loop {args.rate:g}/s" if args.rate else f"{args.concurrency} in flight"
+    m = machine()
+    lines = [
+        f"# A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"`uv run --frozen python bench/ab.py {' '.join(sys.argv[1:])}`: the {args.kind} bundle, "
+        f"{args.workers} worker(s), {load}, {args.seconds:g} s a run, {args.rounds} interleaved rounds. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; client and server share it.",
+        "",
+        "| revision | commit | answered /s (runs) | median /s | median p50 ms | median p99 ms "
+        "| median server CPU ms an answer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rev, (commit, _) in sources.items():
+        mine = [r for r in runs if r["rev"] == rev]
+
+        def med(key: str, of: list[dict[str, Any]] = mine) -> float:
+            return round(statistics.median(float(r[key]) for r in of), 3)
+
+        p50 = round(statistics.median(r["latency_ms"].get("p50", 0.0) for r in mine), 2)
+        p99 = round(statistics.median(r["latency_ms"].get("p99", 0.0) for r in mine), 2)
+        each = " / ".join(f"{r['throughput_rps']:g}" for r in mine)
+        lines.append(
+            f"| {rev} | {commit[:12]} | {each} | {med('throughput_rps')} | {p50} | {p99} | "
+            f"{med('server_cpu_ms_per_request')} |"
+        )
+    text = "\n".join(lines) + "\n"
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{args.results}.md").write_text(text)
+    (results / f"{args.results}.json").write_text(
+        json.dumps({"machine": m, "args": vars(args), "runs": runs}, indent=1)
+    )
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
