@@ -482,10 +482,12 @@ class ScoringService:
             for i, (p, r) in enumerate(zip(batch, results, strict=True))
             if isinstance(r, ScoreResult)
         ]
+        started = time.perf_counter()
         try:
             stored = iter(self.audit.record_many(records, as_stored=False))
         except (sqlite3.Error, OSError) as exc:
             raise self._audit_failed(exc, len(batch)) from None
+        self.metrics.audit_commit_seconds.observe(time.perf_counter() - started)
         self.health.report(True)
         # `latency_ms` (answer and record alike, so a retry gets the same answer) runs to the end of
         # scoring: the commit that follows is not in it, nor the gRPC path either side.

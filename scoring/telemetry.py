@@ -63,6 +63,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=r,
         )
+        self.audit_commit_seconds = Histogram(
+            "fraudscore_audit_commit_seconds",
+            "Time to commit a micro-batch's decisions durably to the audit store (the disk's flush is in it)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.audit_failures = Counter(
             "fraudscore_audit_failures_total", "Batches refused because the audit store failed", registry=r
         )

@@ -57,17 +57,14 @@ async def test_concurrent_duplicates_get_one_decision(stub, settings):
 
 
 async def test_retries_are_answered_from_the_record_and_not_counted_as_new_decisions(stub, server, settings):
-    def made() -> float:
+    def sample(name: str) -> float:
         registry = server.service.metrics.registry
-        return sum(
-            s.value
-            for m in registry.collect()
-            if m.name == "fraudscore_decisions"
-            for s in m.samples
-            if s.name == "fraudscore_decisions_total"
-        )
+        return sum(s.value for m in registry.collect() for s in m.samples if s.name == name)
 
-    before = made()
+    def made() -> float:
+        return sample("fraudscore_decisions_total")
+
+    before, commits = made(), sample("fraudscore_audit_commit_seconds_count")
     app = application()
     first = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
     # A retry alone, then retries arriving together (one micro-batch, answered by one query).
@@ -83,6 +80,9 @@ async def test_retries_are_answered_from_the_record_and_not_counted_as_new_decis
     )
     assert all(a == together[0] for a in together)
     assert made() - before == 2
+    # Two commits, one for each new decision (its duplicates in a later batch find it stored);
+    # retries commit nothing.
+    assert sample("fraudscore_audit_commit_seconds_count") - commits == 2
     assert _rows(settings, app.application_id) == 1 and _rows(settings, other.application_id) == 1
 
 
