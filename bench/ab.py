@@ -4,8 +4,9 @@ and drives it with the same kind of load; the machine's drift and other people's
 all of them alike. Reports each run and, per revision, the medians over the rounds of answers per
 second, p50, p99 and server CPU per answer.
 
-    uv run --frozen python bench/ab.py fcc243f HEAD [--kind history] [--concurrency 16 | --rate R]
-        [--seconds 10] [--rounds 3] [--workers 1] [--results ab-NAME]
+    uv run --frozen python bench/ab.py fcc243f HEAD [--kind history]
+        [--concurrency 16 | --rate R | --stream N] [--seconds 10] [--rounds 3] [--workers 1]
+        [--results ab-NAME]
 
 Writes bench/results/NAME.json and NAME.md (default ab). One load phase per run: for the whole set of
 scenarios use `bench/suite.py --rev REV --results NAME`.
@@ -39,7 +40,12 @@ async def drive(
     call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
     try:
         await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=3.0, pid=pid)
-        if args.rate:
+        if args.stream:
+            result = await loadgen.stream_batches(
+                channels, fs.SCORE_BATCH, iter(requests), items=args.stream, seconds=args.seconds, pid=pid
+            )
+            result["latency_ms"] = {}
+        elif args.rate:
             result, _ = await loadgen.open_loop(
                 call, iter(requests), rate=args.rate, seconds=args.seconds, pid=pid, keep_responses=0
             )
@@ -66,6 +72,12 @@ def main() -> int:
     parser.add_argument("--kind", choices=("tabular", "history", "text"), default="history")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
+    parser.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        help="ScoreBatch streams of this many applications instead (one per connection)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
@@ -81,7 +93,8 @@ def main() -> int:
     for round_ in range(args.rounds):
         for rev, (commit, source) in sources.items():
             warm = pool.requests(kind, 200)
-            requests = pool.requests(kind, int((args.rate or 800.0) * args.seconds * 1.2))
+            per_second = args.rate or (1500.0 if args.stream else 800.0)
+            requests = pool.requests(kind, int(per_second * args.seconds * 1.2) + args.stream)
             server = fs.start_server(
                 fs.bundle(args.kind), work / f"state-{round_}-{commit[:12]}", source, workers=args.workers
             )
@@ -98,7 +111,13 @@ def main() -> int:
                 f"errors {result['errors'] or 'none'}",
                 flush=True,
             )
-    load = f"open loop {args.rate:g}/s" if args.rate else f"{args.concurrency} in flight"
+    load = (
+        f"ScoreBatch streams of {args.stream}"
+        if args.stream
+        else f"open loop {args.rate:g}/s"
+        if args.rate
+        else f"{args.concurrency} in flight"
+    )
     m = machine()
     lines = [
         f"# A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",

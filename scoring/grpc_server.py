@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from scoring import wire
 from scoring.access import AccessInterceptor, ApiKeys, server_credentials
 from scoring.errors import FraudscoreError, InvalidApplicationError, InvalidRequestError
+from scoring.results import ScoreResult
 from scoring.service import ScoringService
 from scoring.settings import Settings
 from scoring.telemetry import MetricsInterceptor
@@ -65,6 +66,19 @@ async def _unary(context: grpc.aio.ServicerContext[Any, Any], method: str, call:
         log.exception("unexpected error", extra={"rpc": method})
         await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
     raise AssertionError("unreachable: abort raises")
+
+
+# A ScoreBatch item in the window: the future of its answer, or its error item when refused at once.
+_Item = asyncio.Future[ScoreResult] | pb.ScoreBatchItem
+
+
+def _error_item(index: int, exc: BaseException) -> pb.ScoreBatchItem:
+    if isinstance(exc, FraudscoreError):
+        error = pb.ScoreError(code=exc.grpc_status_code().name, message=exc.details())
+    else:
+        log.error("unexpected error", exc_info=exc, extra={"rpc": "ScoreBatch", "index": index})
+        error = pb.ScoreError(code="INTERNAL", message="internal error; see the server log")
+    return pb.ScoreBatchItem(index=index, error=error)
 
 
 class FraudScoringServicer:
@@ -122,25 +136,37 @@ class FraudScoringServicer:
 
         return await _unary(context, "Explain", call())
 
-    async def _batch_item(self, index: int, data: bytes, timeout: float | None) -> pb.ScoreBatchItem:
+    def _submit_item(self, index: int, data: bytes, timeout: float | None) -> _Item:
+        """Reads and queues one stream item (no task of its own); what is refused at once becomes
+        its error item."""
         try:
+            request = _parse(pb.ScoreRequest, data)
+            if not request.HasField("application"):
+                raise InvalidApplicationError("application is required")
+            raw, attributes, errors = wire.application_from_pb(request.application)
             # Not shed by queue length: a stream's items are already bounded by its window, and a
             # bulk caller wants them queued; the stream's deadline still applies.
-            response = await self._score(_parse(pb.ScoreRequest, data), timeout, shed=False)
-        except FraudscoreError as exc:
-            error = pb.ScoreError(code=exc.grpc_status_code().name, message=exc.details())
-            return pb.ScoreBatchItem(index=index, error=error)
-        except Exception:
-            log.exception("unexpected error", extra={"rpc": "ScoreBatch", "index": index})
-            error = pb.ScoreError(code="INTERNAL", message="internal error; see the server log")
-            return pb.ScoreBatchItem(index=index, error=error)
-        return pb.ScoreBatchItem(index=index, response=response)
+            return self.service.submit(raw, attributes, timeout=timeout, read_errors=errors, shed=False)
+        except Exception as exc:
+            return _error_item(index, exc)
+
+    @staticmethod
+    async def _finish_item(index: int, item: _Item) -> pb.ScoreBatchItem:
+        if isinstance(item, pb.ScoreBatchItem):
+            return item
+        try:
+            result = await item
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return _error_item(index, exc)
+        return pb.ScoreBatchItem(index=index, response=wire.result_to_pb(result))
 
     async def ScoreBatch(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ScoreBatchItem]:
         """Scores a stream with at most `batch_stream_window` requests in flight; answers in order."""
-        window: asyncio.Queue[asyncio.Task[pb.ScoreBatchItem] | None] = asyncio.Queue(
+        window: asyncio.Queue[tuple[int, _Item] | None] = asyncio.Queue(
             maxsize=self.settings.batch_stream_window
         )
         # One deadline for the whole stream: each item gets what is left of it when it starts.
@@ -152,15 +178,15 @@ class FraudScoringServicer:
                 index = 0
                 async for data in requests:
                     left = None if deadline is None else max(0.0, deadline - time.perf_counter())
-                    await window.put(asyncio.ensure_future(self._batch_item(index, data, left)))
+                    await window.put((index, self._submit_item(index, data, left)))
                     index += 1
             finally:
                 await window.put(None)
 
         producer = asyncio.create_task(produce())
         try:
-            while (task := await window.get()) is not None:
-                yield await task
+            while (entry := await window.get()) is not None:
+                yield await self._finish_item(*entry)
             await producer  # re-raises a failure to read the stream
         except FraudscoreError as exc:
             await context.abort(exc.grpc_status_code(), str(exc))
@@ -172,9 +198,9 @@ class FraudScoringServicer:
         finally:
             producer.cancel()
             while not window.empty():
-                pending = window.get_nowait()
-                if pending is not None:
-                    pending.cancel()
+                entry = window.get_nowait()
+                if entry is not None and isinstance(entry[1], asyncio.Future):
+                    entry[1].cancel()  # the batcher skips an answer nobody waits for
 
     def handler(self) -> grpc.GenericRpcHandler:
         serialize = {

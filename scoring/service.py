@@ -169,6 +169,20 @@ class ScoringService:
         """Scores one application; `timeout` is the caller's remaining deadline in seconds. `shed`
         False (ScoreBatch items): not refused for the queue ahead (`max_queue_wait_ms`), only for
         a deadline that the queue ahead would miss."""
+        return await self.submit(raw, attributes, timeout=timeout, read_errors=read_errors, shed=shed)
+
+    def submit(
+        self,
+        raw: Mapping[str, Any],
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        read_errors: Sequence[FieldError] = (),
+        shed: bool = True,
+    ) -> asyncio.Future[ScoreResult]:
+        """`score` without the wait: validates and queues the application (raising at once what
+        `score` refuses before queueing) and returns the future of its answer. For a caller with many
+        applications in flight (ScoreBatch), no task per application. Called on the event loop."""
         received = time.perf_counter()
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
@@ -192,7 +206,7 @@ class ScoringService:
             raise OverloadedError(
                 f"scoring queue is full ({self.settings.max_queue} waiting); retry with backoff"
             ) from None
-        return await pending.future
+        return pending.future
 
     def admit_early(self, timeout: float | None) -> None:
         """Admission control before any work on a Score call: the servicer asks before it reads the
