@@ -136,8 +136,9 @@ def main() -> int:
         def med(key: str, of: list[dict[str, Any]] = mine) -> float:
             return round(statistics.median(float(r[key]) for r in of), 3)
 
-        p50 = round(statistics.median(r["latency_ms"].get("p50", 0.0) for r in mine), 2)
-        p99 = round(statistics.median(r["latency_ms"].get("p99", 0.0) for r in mine), 2)
+        timed = [r for r in mine if r["latency_ms"]]  # a stream's items have no latency of their own
+        p50 = round(statistics.median(r["latency_ms"]["p50"] for r in timed), 2) if timed else "-"
+        p99 = round(statistics.median(r["latency_ms"]["p99"] for r in timed), 2) if timed else "-"
         each = " / ".join(f"{r['throughput_rps']:g}" for r in mine)
         lines.append(
             f"| {rev} | {commit[:12]} | {each} | {med('throughput_rps')} | {p50} | {p99} | "
