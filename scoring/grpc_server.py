@@ -86,14 +86,17 @@ class FraudScoringServicer:
         self.service = service
         self.settings = settings
 
-    async def _score(
+    def _submit(
         self, request: pb.ScoreRequest, timeout: float | None, *, shed: bool = True
-    ) -> pb.ScoreResponse:
+    ) -> asyncio.Future[ScoreResult]:
+        """Reads the application and queues it; the future of its answer."""
         if not request.HasField("application"):
             raise InvalidApplicationError("application is required")
         raw, attributes, errors = wire.application_from_pb(request.application)
-        result = await self.service.score(raw, attributes, timeout=timeout, read_errors=errors, shed=shed)
-        return wire.result_to_pb(result)
+        return self.service.submit(raw, attributes, timeout=timeout, read_errors=errors, shed=shed)
+
+    async def _score(self, request: pb.ScoreRequest, timeout: float | None) -> pb.ScoreResponse:
+        return wire.result_to_pb(await self._submit(request, timeout))
 
     async def Score(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ScoreResponse:
         async def call() -> pb.ScoreResponse:
@@ -140,13 +143,9 @@ class FraudScoringServicer:
         """Reads and queues one stream item (no task of its own); what is refused at once becomes
         its error item."""
         try:
-            request = _parse(pb.ScoreRequest, data)
-            if not request.HasField("application"):
-                raise InvalidApplicationError("application is required")
-            raw, attributes, errors = wire.application_from_pb(request.application)
             # Not shed by queue length: a stream's items are already bounded by its window, and a
             # bulk caller wants them queued; the stream's deadline still applies.
-            return self.service.submit(raw, attributes, timeout=timeout, read_errors=errors, shed=False)
+            return self._submit(_parse(pb.ScoreRequest, data), timeout, shed=False)
         except Exception as exc:
             return _error_item(index, exc)
 
@@ -200,7 +199,11 @@ class FraudScoringServicer:
             while not window.empty():
                 entry = window.get_nowait()
                 if entry is not None and isinstance(entry[1], asyncio.Future):
-                    entry[1].cancel()  # the batcher skips an answer nobody waits for
+                    answer = entry[1]
+                    if not answer.done():
+                        answer.cancel()  # the batcher skips an answer nobody waits for
+                    elif not answer.cancelled():
+                        answer.exception()  # a refusal nobody will read: not logged as unretrieved
 
     def handler(self) -> grpc.GenericRpcHandler:
         serialize = {
