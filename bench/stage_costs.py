@@ -127,9 +127,14 @@ def main() -> int:
             scores = timed("features + matrix + LightGBM", lambda: model.score_frame(frame, frames, None), s)
         flagged = [j for j, d in enumerate(scores.decisions) if d is not Decision.APPROVE]
         explained = timed("TreeSHAP reasons (REVIEW/DECLINE only)", lambda: scores.explain(flagged), s)
-        features = timed(
-            "feature rows for the record", scores.feature_rows if row_path else scores.features.to_dicts, s
-        )
+
+        def feature_rows() -> list[dict[str, Any]]:
+            if row_path:
+                return scores.feature_rows()
+            assert scores.features is not None  # a revision before the row-wise path kept a frame
+            return scores.features.to_dicts()
+
+        features = timed("feature rows for the record", feature_rows, s)
         now = dt.datetime.now(dt.UTC)
         reasons = dict(zip(flagged, explained, strict=True))
         results = [
