@@ -40,24 +40,9 @@ async def drive(
     call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
     try:
         await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=3.0, pid=pid)
-        if args.stream:
-            result = await loadgen.stream_batches(
-                channels, fs.SCORE_BATCH, iter(requests), items=args.stream, seconds=args.seconds, pid=pid
-            )
-            result["latency_ms"] = {}
-        elif args.rate:
-            result, _ = await loadgen.open_loop(
-                call, iter(requests), rate=args.rate, seconds=args.seconds, pid=pid, keep_responses=0
-            )
-        else:
-            result, _ = await loadgen.closed_loop(
-                call,
-                iter(requests),
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-                pid=pid,
-                keep_responses=0,
-            )
+        result = await loadgen.run_load(
+            args, channels, call, fs.SCORE_BATCH, iter(requests), seconds=args.seconds, pid=pid
+        )
     finally:
         for c in channels:
             await c.close()
@@ -70,14 +55,7 @@ def main() -> int:
     )
     parser.add_argument("revs", nargs="+", help="git revisions to compare (two or more)")
     parser.add_argument("--kind", choices=("tabular", "history", "text"), default="history")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
-    parser.add_argument(
-        "--stream",
-        type=int,
-        default=0,
-        help="ScoreBatch streams of this many applications instead (one per connection)",
-    )
+    loadgen.add_load_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
@@ -111,13 +89,7 @@ def main() -> int:
                 f"errors {result['errors'] or 'none'}",
                 flush=True,
             )
-    load = (
-        f"ScoreBatch streams of {args.stream}"
-        if args.stream
-        else f"open loop {args.rate:g}/s"
-        if args.rate
-        else f"{args.concurrency} in flight"
-    )
+    load = loadgen.describe_load(args)
     m = machine()
     lines = [
         f"# A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",

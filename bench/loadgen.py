@@ -16,6 +16,7 @@ its model in worker processes).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import os
@@ -323,3 +324,48 @@ async def stream_batches(
         "streams": streams * len(calls),
         "stream_seconds": percentiles([s * 1000 for s in batch_s]),
     } | out
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The load of one phase: N in flight (closed loop), a rate (open loop) or ScoreBatch streams."""
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
+    parser.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        help="ScoreBatch streams of this many applications instead (one per connection)",
+    )
+
+
+def describe_load(args: argparse.Namespace) -> str:
+    if args.stream:
+        return f"ScoreBatch streams of {args.stream}"
+    return f"open loop {args.rate:g}/s" if args.rate else f"{args.concurrency} in flight"
+
+
+async def run_load(
+    args: argparse.Namespace,
+    channels: Sequence[grpc.aio.Channel],
+    call: UnaryCall,
+    stream_method: str,
+    requests: Iterator[bytes],
+    *,
+    seconds: float,
+    pid: int,
+) -> dict[str, Any]:
+    """One phase of the load `add_load_arguments` asked for; a stream's items have no latency."""
+    if args.stream:
+        result = await stream_batches(
+            channels, stream_method, requests, items=args.stream, seconds=seconds, pid=pid
+        )
+        return result | {"latency_ms": {}}
+    if args.rate:
+        result, _ = await open_loop(
+            call, requests, rate=args.rate, seconds=seconds, pid=pid, keep_responses=0
+        )
+    else:
+        result, _ = await closed_loop(
+            call, requests, concurrency=args.concurrency, seconds=seconds, pid=pid, keep_responses=0
+        )
+    return result

@@ -87,19 +87,9 @@ async def drive(
     command += ["record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "-f", "raw"]
     command += ["-o", str(args.raw), "--nonblocking", "--subprocesses"] + (["--gil"] if args.gil else [])
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    if args.stream:
-        result = await loadgen.stream_batches(
-            channels, fs.SCORE_BATCH, stream, items=args.stream, seconds=args.seconds + 2, pid=pid
-        )
-        result["latency_ms"] = {}
-    elif args.rate:
-        result, _ = await loadgen.open_loop(
-            call, stream, rate=args.rate, seconds=args.seconds + 2, pid=pid, keep_responses=0
-        )
-    else:
-        result, _ = await loadgen.closed_loop(
-            call, stream, concurrency=args.concurrency, seconds=args.seconds + 2, pid=pid, keep_responses=0
-        )
+    result = await loadgen.run_load(
+        args, channels, call, fs.SCORE_BATCH, stream, seconds=args.seconds + 2, pid=pid
+    )
     profiler.wait()
     for c in channels:
         await c.close()
@@ -112,14 +102,7 @@ def main() -> int:
     )
     parser.add_argument("--kind", choices=("tabular", "history", "text"), default="text")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate instead")
-    parser.add_argument(
-        "--stream",
-        type=int,
-        default=0,
-        help="ScoreBatch streams of this many applications instead (one per connection)",
-    )
+    loadgen.add_load_arguments(parser)
     parser.add_argument("--connections", type=int, default=0, help="default: 8 per worker (1 alone)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=40)
@@ -147,13 +130,7 @@ def main() -> int:
         server.stop()
     total, inclusive, own = shares(args.raw, args.top)
     m = machine()
-    load = (
-        f"ScoreBatch streams of {args.stream}"
-        if args.stream
-        else f"open loop {args.rate:g}/s"
-        if args.rate
-        else f"{args.concurrency} in flight"
-    )
+    load = loadgen.describe_load(args)
     lines = [
         f"# Server profile ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
