@@ -157,20 +157,6 @@ class ScoringService:
         row.update({ATTRIBUTE_PREFIX + key: value for key, value in typed.items()})
         return row
 
-    async def score(
-        self,
-        raw: Mapping[str, Any],
-        attributes: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        read_errors: Sequence[FieldError] = (),
-        shed: bool = True,
-    ) -> ScoreResult:
-        """Scores one application; `timeout` is the caller's remaining deadline in seconds. `shed`
-        False (ScoreBatch items): not refused for the queue ahead (`max_queue_wait_ms`), only for
-        a deadline that the queue ahead would miss."""
-        return await self.submit(raw, attributes, timeout=timeout, read_errors=read_errors, shed=shed)
-
     def submit(
         self,
         raw: Mapping[str, Any],
@@ -180,9 +166,11 @@ class ScoringService:
         read_errors: Sequence[FieldError] = (),
         shed: bool = True,
     ) -> asyncio.Future[ScoreResult]:
-        """`score` without the wait: validates and queues the application (raising at once what
-        `score` refuses before queueing) and returns the future of its answer. For a caller with many
-        applications in flight (ScoreBatch), no task per application. Called on the event loop."""
+        """Validates and queues one application and returns the future of its answer (no task per
+        application: a ScoreBatch stream has many in flight); what is refused before queueing
+        raises at once. `timeout` is the caller's remaining deadline in seconds. `shed` False
+        (ScoreBatch items): not refused for the queue ahead (`max_queue_wait_ms`), only for a
+        deadline that the queue ahead would miss. Called on the event loop."""
         received = time.perf_counter()
         row = self.prepare(raw, attributes or {}, read_errors)
         if self._queue is None or not self.ready:
