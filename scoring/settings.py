@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     """ONNX Runtime threads for the encoder on the CPU; 0 lets ONNX Runtime choose (all cores).
     Measured on 2 cores with `bench/score_latency.py`: sequential p50 the same with 1 or 2 threads
     (16.7 / 16.9 ms), 16 in flight 137 req/s with 1 thread and 168 req/s with 2."""
+    text_encode_ahead: bool = True
+    """Encode each queued application's texts on a thread of their own while it waits for its
+    micro-batch (`scoring.text.EncodeAhead`), so the encoder overlaps the batch in progress."""
     text_cache_size: int = Field(default=20_000, ge=0)
     """Embeddings kept by text hash, so a text seen again (templates, retries) is not encoded again."""
     text_index_path: Path | None = None

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,8 @@ class TextEncoder:
         self._cache: OrderedDict[bytes, Embeddings] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # Texts being encoded now, by key: a second thread asking for one waits for its result.
+        self._running: dict[bytes, Future[Embeddings]] = {}
         self.encoded = 0  # texts that went through the model (cache misses)
 
     def _open(self, variant: str, providers: list[str], threads: int) -> Any:
@@ -280,27 +283,54 @@ class TextEncoder:
         return out
 
     def encode(self, texts: Sequence[str]) -> Embeddings:
-        """One unit-length row per text (an empty text is encoded too: [CLS] [SEP])."""
+        """One unit-length row per text (an empty text is encoded too: [CLS] [SEP]). A text another
+        thread is encoding right now (`scoring.text.EncodeAhead`) is waited for, not encoded twice."""
         keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]
         out = np.empty((len(texts), self.info.hidden), dtype=np.float32)
-        missing: dict[bytes, list[int]] = {}
+        mine: dict[bytes, list[int]] = {}
+        theirs: dict[bytes, tuple[Future[Embeddings], list[int]]] = {}
         with self._lock:
             for i, key in enumerate(keys):
                 hit = self._cache.get(key)
-                if hit is None:
-                    missing.setdefault(key, []).append(i)
-                else:
+                if hit is not None:
                     self._cache.move_to_end(key)
                     out[i] = hit
-        if missing:
-            first = [rows[0] for rows in missing.values()]
-            fresh = self._run([texts[i] for i in first])
-            with self._lock:
-                self.encoded += len(first)
-                for (key, rows), vector in zip(missing.items(), fresh, strict=True):
-                    out[rows] = vector
-                    if self._cache_size:
-                        self._cache[key] = vector
-                        if len(self._cache) > self._cache_size:
-                            self._cache.popitem(last=False)
+                elif key in mine or key not in self._running:
+                    mine.setdefault(key, []).append(i)
+                else:
+                    theirs.setdefault(key, (self._running[key], []))[1].append(i)
+            claimed: dict[bytes, Future[Embeddings]] = {}
+            for key in mine:
+                claimed[key] = self._running[key] = Future()
+        if mine:
+            self._encode_claimed(texts, mine, claimed, out)
+        for running, rows in theirs.values():
+            out[rows] = running.result()  # the other thread's vector, or its failure raised here
         return out
+
+    def _encode_claimed(
+        self,
+        texts: Sequence[str],
+        mine: Mapping[bytes, list[int]],
+        claimed: Mapping[bytes, Future[Embeddings]],
+        out: Embeddings,
+    ) -> None:
+        """Runs the texts this call claimed, caches them and hands them to threads waiting for them."""
+        try:
+            fresh = self._run([texts[rows[0]] for rows in mine.values()])
+        except BaseException as exc:
+            with self._lock:
+                for key, running in claimed.items():
+                    del self._running[key]
+                    running.set_exception(exc)
+            raise
+        with self._lock:
+            self.encoded += len(mine)
+            for (key, rows), vector in zip(mine.items(), fresh, strict=True):
+                out[rows] = vector
+                if self._cache_size:
+                    self._cache[key] = vector
+                    if len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+                del self._running[key]
+                claimed[key].set_result(vector)

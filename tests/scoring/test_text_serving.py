@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -95,6 +96,40 @@ async def test_an_encoder_failure_gives_a_flagged_answer_from_the_fallback_model
     encoder.broken = False
     recovered = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
     assert not recovered.degraded
+
+
+class RecordingEncoder:
+    """The real encoder, noting which thread asked for which texts."""
+
+    def __init__(self, real: TextEncoder) -> None:
+        self.real, self.info, self.calls = real, real.info, list[tuple[str, list[str]]]()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append((threading.current_thread().name, list(texts)))
+        return self.real.encode(texts)
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+async def test_queued_texts_are_encoded_ahead_of_their_batch_and_only_once(settings, encoder_dir, tmp_path, ahead):
+    encoder = RecordingEncoder(TextEncoder(encoder_dir, providers=["cpu"]))
+    own = settings.model_copy(update={"text_index_path": tmp_path / "idx.sqlite", "text_encode_ahead": ahead})
+    server, text = await _serve(own, encoder)
+    before = encoder.real.encoded  # the phrases' prototypes and the warm-up's texts
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.FraudScoringStub(channel)
+            app = application(**{"text.business_description": "   "})  # blank: no signal, not encoded
+            response = await stub.Score(pb.ScoreRequest(application=app), timeout=10)
+    finally:
+        await server.stop(grace=1.0)
+        text.close()
+    assert not response.degraded
+    texts = {app.text.loan_purpose, app.text.employment_description}
+    by_thread = {name for name, asked in encoder.calls if texts & set(asked)}
+    assert ("fraudscore-encode-ahead" in by_thread) is ahead
+    assert any(name.startswith("fraudscore-batch") for name in by_thread)  # the batch still asks
+    assert encoder.real.encoded - before == 2  # each text went through the model once
+    assert all("   " not in asked for _, asked in encoder.calls)
 
 
 async def test_a_deadline_too_short_for_the_encoder_is_answered_without_text(settings, encoder_dir, tmp_path):

@@ -8,6 +8,10 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +113,58 @@ def test_identical_texts_are_encoded_once(encoder_dir):
     again = encoder.encode(["new roof", "pay off my cards"])
     assert encoder.encoded == 2
     assert np.array_equal(again, first[[2, 0]])
+
+
+def _held(encoder: TextEncoder, fail: bool = False) -> tuple[threading.Event, threading.Event]:
+    """Makes the encoder's next model run wait until released (and then fail, if asked): the only
+    way to have two threads meet at the same text on purpose. Returns (started, release)."""
+    started, release = threading.Event(), threading.Event()
+    real = encoder._run
+
+    def run(texts):
+        encoder._run = real  # once
+        started.set()
+        assert release.wait(10)
+        if fail:
+            raise EncoderError("injected failure")
+        return real(texts)
+
+    encoder._run = run  # type: ignore[method-assign]
+    return started, release
+
+
+def test_a_text_another_thread_is_encoding_is_waited_for_not_encoded_twice(encoder_dir):
+    encoder = TextEncoder(encoder_dir, providers=["cpu"], cache_size=100)
+    started, release = _held(encoder)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(encoder.encode, ["pay off my cards"])
+        assert started.wait(10)
+        second = pool.submit(encoder.encode, ["new roof", "pay off my cards"])
+        # The second call encodes its other text and then waits: it cannot finish before the first.
+        with pytest.raises(FutureTimeout):
+            second.result(timeout=0.5)
+        release.set()
+        a, b = first.result(10), second.result(10)
+    assert encoder.encoded == 2  # "pay off my cards" went through the model once
+    assert np.array_equal(a[0], b[1])
+    assert np.array_equal(b[0], encoder.encode(["new roof"])[0])
+
+
+def test_a_failed_encoding_fails_the_thread_waiting_for_it_and_leaves_nothing_behind(encoder_dir):
+    encoder = TextEncoder(encoder_dir, providers=["cpu"], cache_size=100)
+    started, release = _held(encoder, fail=True)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(encoder.encode, ["new roof"])
+        assert started.wait(10)
+        second = pool.submit(encoder.encode, ["new roof"])
+        time.sleep(0.2)  # the second call is waiting for the first
+        release.set()
+        for call in (first, second):
+            with pytest.raises(EncoderError, match="injected failure"):
+                call.result(10)
+    assert encoder.encoded == 0
+    assert encoder.encode(["new roof"]).shape == (1, encoder.info.hidden)  # encodes anew
+    assert encoder.encoded == 1
 
 
 def test_a_changed_encoder_file_is_refused(encoder_dir, tmp_path):
