@@ -103,7 +103,9 @@ class TextRuntime:
     def encode_ahead(self, row: Mapping[str, Any]) -> None:
         """Starts encoding a queued application's texts (those its signals will encode: not blank)."""
         if self.ahead is not None:
-            texts = [t for column in TEXT_FIELDS.values() if isinstance(t := row.get(column), str) and t.strip()]
+            texts = [
+                t for column in TEXT_FIELDS.values() if isinstance(t := row.get(column), str) and t.strip()
+            ]
             if texts:
                 self.ahead.add(texts)
 

@@ -19,8 +19,8 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

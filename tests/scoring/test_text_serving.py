@@ -110,7 +110,9 @@ class RecordingEncoder:
 
 
 @pytest.mark.parametrize("ahead", [True, False])
-async def test_queued_texts_are_encoded_ahead_of_their_batch_and_only_once(settings, encoder_dir, tmp_path, ahead):
+async def test_queued_texts_are_encoded_ahead_of_their_batch_and_only_once(
+    settings, encoder_dir, tmp_path, ahead
+):
     encoder = RecordingEncoder(TextEncoder(encoder_dir, providers=["cpu"]))
     own = settings.model_copy(update={"text_index_path": tmp_path / "idx.sqlite", "text_encode_ahead": ahead})
     server, text = await _serve(own, encoder)
