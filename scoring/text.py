@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from features.text.encoder import EncoderInfo, TextEncoder
+from features.text.encoder import BATCH_TEXTS, GPU_PROVIDERS, EncoderInfo, TextEncoder
 from features.text.signals import TEXT_FIELDS, TextFeaturizer
 from scoring.model import ScoringModel, check_encoder
 from scoring.settings import Settings
@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 # Weight of the newest batch in the running estimate of the encoder's time per application.
 EWMA = 0.2
-# Texts per encoder call of the thread that encodes ahead: a batch waiting for one of them waits
-# for the whole call, so calls stay short (8 int8 texts of 128 tokens: about 70 ms on 2 cores).
-AHEAD_TEXTS = 8
+# Texts per encoder call of the thread that encodes ahead. A batch waiting for one of them waits for
+# the whole call, so on the CPU calls stay short (8 int8 texts of 128 tokens: about 70 ms on 2
+# cores); on a GPU a call of 32 costs about what a call of 1 does (docs/performance.md, "On a GPU").
+AHEAD_TEXTS = {"cpu": 8, "gpu": BATCH_TEXTS}
 # Texts waiting to be encoded ahead at most; past it a text is left to its batch.
 AHEAD_QUEUE = 256
 
@@ -37,20 +38,18 @@ class EncodeAhead:
     is encoded by the batch itself. So nothing depends on this thread: a text it drops (queue full)
     or fails on is encoded, or fails, in its batch as it would without it."""
 
-    def __init__(self, encoder: TextEncoder) -> None:
+    def __init__(self, encoder: TextEncoder, *, chunk: int = AHEAD_TEXTS["cpu"]) -> None:
         self._encoder = encoder
+        self._chunk = chunk
         self._todo: collections.deque[str] = collections.deque()
         self._wake = threading.Condition()
         self._closed = False
-        self.dropped = 0  # texts left to their batch because the queue was full
         self._thread = threading.Thread(target=self._loop, name="fraudscore-encode-ahead", daemon=True)
         self._thread.start()
 
     def add(self, texts: Sequence[str]) -> None:
         with self._wake:
-            room = AHEAD_QUEUE - len(self._todo)
-            self._todo.extend(texts[:room])
-            self.dropped += max(0, len(texts) - max(room, 0))
+            self._todo.extend(texts[: max(0, AHEAD_QUEUE - len(self._todo))])
             self._wake.notify()
 
     def _loop(self) -> None:
@@ -60,7 +59,7 @@ class EncodeAhead:
                     self._wake.wait()
                 if self._closed:
                     return
-                texts = [self._todo.popleft() for _ in range(min(len(self._todo), AHEAD_TEXTS))]
+                texts = [self._todo.popleft() for _ in range(min(len(self._todo), self._chunk))]
             try:
                 self._encoder.encode(texts)
             except Exception as exc:  # the batch that needs these texts meets the failure itself
@@ -94,7 +93,8 @@ class TextRuntime:
         self._lock = threading.Lock()
         # Encoding ahead hands its vectors over through the encoder's cache: none without one.
         ahead = settings.text_encode_ahead and settings.text_cache_size > 0
-        self.ahead = EncodeAhead(encoder) if ahead else None
+        chunk = AHEAD_TEXTS["gpu" if encoder.info.provider in GPU_PROVIDERS else "cpu"]
+        self.ahead = EncodeAhead(encoder, chunk=chunk) if ahead else None
 
     def expected_seconds(self, rows: int) -> float:
         """The encoder's recent time for a batch of `rows` applications (a running average)."""

@@ -20,7 +20,7 @@ from scoring.grpc_server import Server
 from scoring.model import ScoringModel
 from scoring.service import ScoringService
 from scoring.settings import Settings
-from scoring.text import TextRuntime
+from scoring.text import AHEAD_QUEUE, EncodeAhead, TextRuntime
 from scoring.v1 import scoring_pb2 as pb
 from scoring.v1 import scoring_pb2_grpc as pb_grpc
 from tests.conftest import application
@@ -188,3 +188,25 @@ def test_serve_refuses_an_encoder_other_than_the_bundles(bundle_dir, tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "refusing to serve" in proc.stderr
     assert "was trained with text encoder all-MiniLM-L6-v2@sha256:" in proc.stderr
+
+
+def test_encoding_ahead_waits_in_a_bounded_queue_and_stops_on_close():
+    release = threading.Event()
+    calls: list[list[str]] = []
+
+    class Held:
+        def encode(self, texts: Sequence[str]) -> None:
+            calls.append(list(texts))
+            assert release.wait(10)
+
+    ahead = EncodeAhead(Held(), chunk=8)  # type: ignore[arg-type]
+    ahead.add(["first"])
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ahead.add([f"text {i}" for i in range(AHEAD_QUEUE + 50)])  # the thread is busy with "first"
+    assert len(ahead._todo) == AHEAD_QUEUE  # the rest is left to the batches
+    release.set()
+    ahead.close()
+    assert not ahead._thread.is_alive()
+    assert calls[0] == ["first"] and all(len(c) <= 8 for c in calls)
