@@ -49,6 +49,27 @@ async def drive(
     return result
 
 
+def _gc_during(
+    before: dict[str, dict[str, float]] | None, after: dict[str, dict[str, float]] | None
+) -> dict[str, dict[str, float]] | None:
+    """Collections and their milliseconds during a run (warm-up included), by generation."""
+    if before is None or after is None:
+        return None
+    return {
+        g: {k: round(v - before.get(g, {}).get(k, 0.0), 3) for k, v in now.items()}
+        for g, now in after.items()
+    }
+
+
+def _gc_text(gc: dict[str, dict[str, float]] | None) -> str:
+    if not gc:
+        return "not timed"
+    count = sum(v.get("count", 0.0) for v in gc.values())
+    ms = sum(v.get("ms", 0.0) for v in gc.values())
+    full = gc.get("2", {})
+    return f"{count:g}, {ms:.1f} ms ({full.get('count', 0.0):g}, {full.get('ms', 0.0):.1f} ms)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,7 +98,9 @@ def main() -> int:
                 fs.bundle(args.kind), work / f"state-{round_}-{commit[:12]}", source, workers=args.workers
             )
             try:
+                before = fs.gc_pauses(server)
                 result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
+                result["gc"] = _gc_during(before, fs.gc_pauses(server))
             finally:
                 server.stop()
             run = {"round": round_, "rev": rev, "commit": commit} | result
@@ -86,7 +109,7 @@ def main() -> int:
                 f"round {round_} {rev} ({commit[:8]}): {result['throughput_rps']}/s, "
                 f"p50 {result['latency_ms'].get('p50')} ms, p99 {result['latency_ms'].get('p99')} ms, "
                 f"server CPU {result['server_cpu_ms_per_request']} ms an answer, "
-                f"errors {result['errors'] or 'none'}",
+                f"errors {result['errors'] or 'none'}, GC {_gc_text(result['gc'])}",
                 flush=True,
             )
     load = loadgen.describe_load(args)
@@ -99,8 +122,8 @@ def main() -> int:
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; client and server share it.",
         "",
         "| revision | commit | answered /s (runs) | median /s | median p50 ms | median p99 ms "
-        "| median server CPU ms an answer |",
-        "|---|---|---|---|---|---|---|",
+        "| median server CPU ms an answer | GC pauses: collections, ms in all (full ones) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for rev, (commit, _) in sources.items():
         mine = [r for r in runs if r["rev"] == rev]
@@ -114,7 +137,7 @@ def main() -> int:
         each = " / ".join(f"{r['throughput_rps']:g}" for r in mine)
         lines.append(
             f"| {rev} | {commit[:12]} | {each} | {med('throughput_rps')} | {p50} | {p99} | "
-            f"{med('server_cpu_ms_per_request')} |"
+            f"{med('server_cpu_ms_per_request')} | {' / '.join(_gc_text(r['gc']) for r in mine)} |"
         )
     text = "\n".join(lines) + "\n"
     results = BENCH / "results"

@@ -209,6 +209,7 @@ class FraudscoreServer:
     proc: subprocess.Popen[str]
     target: str
     state: Path
+    metrics_url: str | None = None  # /metrics of the process (of one worker under `--workers N`)
 
     @property
     def pid(self) -> int:
@@ -271,8 +272,30 @@ def start_server(
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("fraudscore: serving gRPC on "):
-            return FraudscoreServer(proc, line.split(" on ")[1].split(" ")[0], state)
+            metrics = line.split("metrics on ")[1].strip() if "metrics on " in line else None
+            return FraudscoreServer(proc, line.split(" on ")[1].split(" ")[0], state, metrics)
     raise SystemExit(f"fraudscore serve did not start; see {state / 'server.log'}")
+
+
+def gc_pauses(server: FraudscoreServer) -> dict[str, dict[str, float]] | None:
+    """The server's garbage-collector pauses so far, by generation: {"0": {"count", "ms"}, ...};
+    None for a revision that does not time them (before 14cbda3) or without a metrics port."""
+    if server.metrics_url is None:
+        return None
+    import urllib.request
+
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if line.startswith("fraudscore_gc_pause_seconds_") and "generation=" in line:
+            name, value = line.rsplit(" ", 1)
+            generation = name.split('generation="')[1].split('"')[0]
+            if name.startswith("fraudscore_gc_pause_seconds_count"):
+                out.setdefault(generation, {})["count"] = float(value)
+            elif name.startswith("fraudscore_gc_pause_seconds_sum"):
+                out.setdefault(generation, {})["ms"] = float(value) * 1000
+    return out or None
 
 
 def summarise_responses(responses: list[bytes]) -> dict[str, Any]:

@@ -63,20 +63,15 @@ async def serve_forever(
     unwatch()
 
 
-# Python's default is a collection of the youngest generation every 700 new container objects (a
-# request makes thousands). Raised so that the short-lived objects of a micro-batch mostly die
-# before a collection looks at them.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
 def settle_heap() -> None:
     """After start-up: what loading left behind is collected once, and everything alive then (the
     model, the encoder, the stores, the modules) is frozen out of the garbage collector's reach
     (`gc.freeze`), so that no later collection walks it. Measured before this: a full collection of
-    the text-serving process took 63 ms (128,000 objects), during which every thread waits."""
+    the text-serving process took 63 ms (128,000 objects), during which every thread waits. The
+    collection thresholds stay Python's: raised to 50,000, one young collection took 70-75 ms
+    (`bench/results/ab-gc-250.md`), where the default's take about 0.3 ms each."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _on_parent_pipe(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
