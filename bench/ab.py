@@ -49,25 +49,27 @@ async def drive(
     return result
 
 
-def _gc_during(
-    before: dict[str, dict[str, float]] | None, after: dict[str, dict[str, float]] | None
-) -> dict[str, dict[str, float]] | None:
-    """Collections and their milliseconds during a run (warm-up included), by generation."""
+def _during(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
+    """The server's counters (`fraudscore_side.server_counters`) over one run, warm-up included."""
     if before is None or after is None:
         return None
-    return {
-        g: {k: round(v - before.get(g, {}).get(k, 0.0), 3) for k, v in now.items()}
-        for g, now in after.items()
-    }
+    return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
 
 
-def _gc_text(gc: dict[str, dict[str, float]] | None) -> str:
-    if not gc:
-        return "not timed"
-    count = sum(v.get("count", 0.0) for v in gc.values())
-    ms = sum(v.get("ms", 0.0) for v in gc.values())
-    full = gc.get("2", {})
-    return f"{count:g}, {ms:.1f} ms ({full.get('count', 0.0):g}, {full.get('ms', 0.0):.1f} ms)"
+def _stalls(c: dict[str, float] | None) -> str:
+    """Garbage-collector pauses and slow audit commits during a run, in words."""
+    if not c:
+        return "not counted"
+    parts = []
+    if "gc0" in c:
+        n = sum(c.get(f"gc{g}", 0.0) for g in range(3))
+        ms = sum(c.get(f"gc{g}_ms", 0.0) for g in range(3))
+        parts.append(f"GC {n:g} in {ms:.0f} ms (full {c.get('gc2', 0.0):g} in {c.get('gc2_ms', 0.0):.0f} ms)")
+    if "commits" in c:
+        parts.append(
+            f"commits over 50 / 250 ms {c['commits_50ms']:g} / {c['commits_250ms']:g} of {c['commits']:g}"
+        )
+    return "; ".join(parts) or "not counted"
 
 
 def main() -> int:
@@ -98,9 +100,9 @@ def main() -> int:
                 fs.bundle(args.kind), work / f"state-{round_}-{commit[:12]}", source, workers=args.workers
             )
             try:
-                before = fs.gc_pauses(server)
+                before = fs.server_counters(server)
                 result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
-                result["gc"] = _gc_during(before, fs.gc_pauses(server))
+                result["server_counters"] = _during(before, fs.server_counters(server))
             finally:
                 server.stop()
             run = {"round": round_, "rev": rev, "commit": commit} | result
@@ -109,7 +111,7 @@ def main() -> int:
                 f"round {round_} {rev} ({commit[:8]}): {result['throughput_rps']}/s, "
                 f"p50 {result['latency_ms'].get('p50')} ms, p99 {result['latency_ms'].get('p99')} ms, "
                 f"server CPU {result['server_cpu_ms_per_request']} ms an answer, "
-                f"errors {result['errors'] or 'none'}, GC {_gc_text(result['gc'])}",
+                f"errors {result['errors'] or 'none'}; {_stalls(result['server_counters'])}",
                 flush=True,
             )
     load = loadgen.describe_load(args)
@@ -122,7 +124,7 @@ def main() -> int:
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; client and server share it.",
         "",
         "| revision | commit | answered /s (runs) | median /s | median p50 ms | median p99 ms "
-        "| median server CPU ms an answer | GC pauses: collections, ms in all (full ones) |",
+        "| median server CPU ms an answer | stalls in each run: GC pauses, slow audit commits |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for rev, (commit, _) in sources.items():
@@ -135,9 +137,10 @@ def main() -> int:
         p50 = round(statistics.median(r["latency_ms"]["p50"] for r in timed), 2) if timed else "-"
         p99 = round(statistics.median(r["latency_ms"]["p99"] for r in timed), 2) if timed else "-"
         each = " / ".join(f"{r['throughput_rps']:g}" for r in mine)
+        stalls = " / ".join(_stalls(r["server_counters"]) for r in mine)
         lines.append(
             f"| {rev} | {commit[:12]} | {each} | {med('throughput_rps')} | {p50} | {p99} | "
-            f"{med('server_cpu_ms_per_request')} | {' / '.join(_gc_text(r['gc']) for r in mine)} |"
+            f"{med('server_cpu_ms_per_request')} | {stalls} |"
         )
     text = "\n".join(lines) + "\n"
     results = BENCH / "results"

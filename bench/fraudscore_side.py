@@ -277,25 +277,37 @@ def start_server(
     raise SystemExit(f"fraudscore serve did not start; see {state / 'server.log'}")
 
 
-def gc_pauses(server: FraudscoreServer) -> dict[str, dict[str, float]] | None:
-    """The server's garbage-collector pauses so far, by generation: {"0": {"count", "ms"}, ...};
-    None for a revision that does not time them (before 14cbda3) or without a metrics port."""
+def server_counters(server: FraudscoreServer) -> dict[str, float] | None:
+    """Counters from the server's /metrics so far: its garbage collector's collections and their
+    milliseconds by generation (`gc0`, `gc0_ms`, ... `gc2_ms`; from 14cbda3 on) and its audit
+    commits, all and those over 50 and 250 ms (`commits`, `commits_50ms`, `commits_250ms`). None
+    without a metrics port; a counter the revision does not have is absent."""
     if server.metrics_url is None:
         return None
     import urllib.request
 
     with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
         text = r.read().decode()
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, float] = {}
+    buckets: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("fraudscore_gc_pause_seconds_") and "generation=" in line:
-            name, value = line.rsplit(" ", 1)
-            generation = name.split('generation="')[1].split('"')[0]
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("fraudscore_gc_pause_seconds_"):
+            g = name.split('generation="')[1].split('"')[0]
             if name.startswith("fraudscore_gc_pause_seconds_count"):
-                out.setdefault(generation, {})["count"] = float(value)
+                out[f"gc{g}"] = float(value)
             elif name.startswith("fraudscore_gc_pause_seconds_sum"):
-                out.setdefault(generation, {})["ms"] = float(value) * 1000
-    return out or None
+                out[f"gc{g}_ms"] = float(value) * 1000
+        elif name == "fraudscore_audit_commit_seconds_count":
+            out["commits"] = float(value)
+        elif name.startswith("fraudscore_audit_commit_seconds_bucket"):
+            buckets[name.split('le="')[1].split('"')[0]] = float(value)
+    if "commits" in out:
+        out["commits_50ms"] = out["commits"] - buckets.get("0.05", 0.0)
+        out["commits_250ms"] = out["commits"] - buckets.get("0.25", 0.0)
+    return out
 
 
 def summarise_responses(responses: list[bytes]) -> dict[str, Any]:
