@@ -30,6 +30,7 @@ sys.path.insert(0, str(BENCH))
 
 import fraudscore_side as fs  # noqa: E402
 import loadgen  # noqa: E402
+import suite_report  # noqa: E402
 from score_latency import machine  # noqa: E402
 
 
@@ -47,29 +48,6 @@ async def drive(
         for c in channels:
             await c.close()
     return result
-
-
-def _during(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
-    """The server's counters (`fraudscore_side.server_counters`) over one run, warm-up included."""
-    if before is None or after is None:
-        return None
-    return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
-
-
-def _stalls(c: dict[str, float] | None) -> str:
-    """Garbage-collector pauses and slow audit commits during a run, in words."""
-    if not c:
-        return "not counted"
-    parts = []
-    if "gc0" in c:
-        n = sum(c.get(f"gc{g}", 0.0) for g in range(3))
-        ms = sum(c.get(f"gc{g}_ms", 0.0) for g in range(3))
-        parts.append(f"GC {n:g} in {ms:.0f} ms (full {c.get('gc2', 0.0):g} in {c.get('gc2_ms', 0.0):.0f} ms)")
-    if "commits" in c:
-        parts.append(
-            f"commits over 50 / 250 ms {c['commits_50ms']:g} / {c['commits_250ms']:g} of {c['commits']:g}"
-        )
-    return "; ".join(parts) or "not counted"
 
 
 def main() -> int:
@@ -102,7 +80,7 @@ def main() -> int:
             try:
                 before = fs.server_counters(server)
                 result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
-                result["server_counters"] = _during(before, fs.server_counters(server))
+                result["server_counters"] = fs.counters_during(before, fs.server_counters(server))
             finally:
                 server.stop()
             run = {"round": round_, "rev": rev, "commit": commit} | result
@@ -111,7 +89,8 @@ def main() -> int:
                 f"round {round_} {rev} ({commit[:8]}): {result['throughput_rps']}/s, "
                 f"p50 {result['latency_ms'].get('p50')} ms, p99 {result['latency_ms'].get('p99')} ms, "
                 f"server CPU {result['server_cpu_ms_per_request']} ms an answer, "
-                f"errors {result['errors'] or 'none'}; {_stalls(result['server_counters'])}",
+                f"errors {result['errors'] or 'none'}; "
+                + suite_report.describe_stalls(result["server_counters"]),
                 flush=True,
             )
     load = loadgen.describe_load(args)
@@ -137,7 +116,7 @@ def main() -> int:
         p50 = round(statistics.median(r["latency_ms"]["p50"] for r in timed), 2) if timed else "-"
         p99 = round(statistics.median(r["latency_ms"]["p99"] for r in timed), 2) if timed else "-"
         each = " / ".join(f"{r['throughput_rps']:g}" for r in mine)
-        stalls = " / ".join(_stalls(r["server_counters"]) for r in mine)
+        stalls = " / ".join(suite_report.describe_stalls(r["server_counters"]) for r in mine)
         lines.append(
             f"| {rev} | {commit[:12]} | {each} | {med('throughput_rps')} | {p50} | {p99} | "
             f"{med('server_cpu_ms_per_request')} | {stalls} |"

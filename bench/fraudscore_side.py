@@ -310,6 +310,15 @@ def server_counters(server: FraudscoreServer) -> dict[str, float] | None:
     return out
 
 
+def counters_during(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, float] | None:
+    """`server_counters` over one run: after minus before."""
+    if before is None or after is None:
+        return None
+    return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
+
+
 def summarise_responses(responses: list[bytes]) -> dict[str, Any]:
     """Decisions, degraded answers, reasons and the server's own latency from Score responses."""
     decisions: dict[str, int] = {}

@@ -239,6 +239,8 @@ def run_fraudscore(server_name: str, args: argparse.Namespace, work: Path) -> li
                 await quiet(args.quiet_wait)
                 seconds = phase_seconds(phase, args)
                 repeats = [0]
+                # One worker's /metrics: with several, the counters would be one process's of N.
+                before = fs.server_counters(server) if workers == 1 else None
                 result, responses = await run_phase(
                     phase,
                     channel,
@@ -258,6 +260,9 @@ def run_fraudscore(server_name: str, args: argparse.Namespace, work: Path) -> li
                     "repeated_applications": repeats[0],
                     "workers": workers,
                     "connections": len(channel),
+                    "server_counters": fs.counters_during(
+                        before, fs.server_counters(server) if before else None
+                    ),
                 }
                 if text_tokens is not None:
                     result["text_tokens"] = text_tokens

@@ -234,6 +234,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def describe_stalls(c: dict[str, float] | None, *, quiet: bool = False) -> str:
+    """A run's garbage-collector pauses and slow audit commits, in words; `quiet`: only what stalls
+    (full collections, commits over 50 ms), empty when nothing did."""
+    if not c:
+        return "" if quiet else "not counted"
+    parts = []
+    if "gc0" in c and (not quiet or c.get("gc2", 0.0)):
+        n = sum(c.get(f"gc{g}", 0.0) for g in range(3))
+        ms = sum(c.get(f"gc{g}_ms", 0.0) for g in range(3))
+        full = f"full {c.get('gc2', 0.0):g} in {c.get('gc2_ms', 0.0):.0f} ms"
+        parts.append(full if quiet else f"GC {n:g} in {ms:.0f} ms ({full})")
+    if "commits" in c and (not quiet or c["commits_50ms"]):
+        parts.append(
+            f"commits over 50 / 250 ms {c['commits_50ms']:g} / {c['commits_250ms']:g} of {c['commits']:g}"
+        )
+    return "; ".join(parts) or ("" if quiet else "not counted")
+
+
 def _note(r: dict[str, Any]) -> str:
     parts = []
     if r.get("decisions"):
@@ -253,6 +271,8 @@ def _note(r: dict[str, Any]) -> str:
         parts.append(f"sender {r['max_send_lag_ms']:.0f} ms late at worst")
     if r["mode"] == "stream":
         parts.append(f"stream of {r['items_per_stream']}: p50 {r['stream_seconds']['p50'] / 1000:.2f} s")
+    if stalls := describe_stalls(r.get("server_counters"), quiet=True):
+        parts.append(stalls)
     return "; ".join(parts)
 
 
