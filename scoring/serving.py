@@ -66,9 +66,10 @@ async def serve_forever(
 def settle_heap() -> None:
     """After start-up: what loading left behind is collected once, and everything alive then (the
     model, the encoder, the stores, the modules) is frozen out of the garbage collector's reach
-    (`gc.freeze`), so that no later collection walks it. Measured before this: a full collection of
-    the text-serving process took 63 ms (128,000 objects), during which every thread waits. The
-    collection thresholds stay Python's: raised to 50,000, one young collection took 70-75 ms
+    (`gc.freeze`), so that no later collection walks it. Measured at 250 requests/s (history
+    bundle, `bench/ab.py`): full collections took 86-103 ms in 2 of 9 runs of 20 s without it,
+    during which every thread waits, and 1.5-2.6 ms with it (`bench/results/suite-history-stalls.json`).
+    The collection thresholds stay Python's: raised to 50,000, one young collection took 70-75 ms
     (`bench/results/ab-gc-250.md`), where the default's take about 0.3 ms each."""
     gc.collect()
     gc.freeze()
