@@ -68,7 +68,8 @@ def settle_heap() -> None:
     model, the encoder, the stores, the modules) is frozen out of the garbage collector's reach
     (`gc.freeze`), so that no later collection walks it. Measured at 250 requests/s (history
     bundle, `bench/ab.py`): full collections took 86-103 ms in 2 of 9 runs of 20 s without it,
-    during which every thread waits, and 1.5-2.6 ms with it (`bench/results/suite-history-stalls.json`).
+    during which every thread waits, and 1.5-4.3 ms each with it
+    (`bench/results/suite-history-stalls.json`).
     The collection thresholds stay Python's: raised to 50,000, one young collection took 70-75 ms
     (`bench/results/ab-gc-250.md`), where the default's take about 0.3 ms each."""
     gc.collect()
