@@ -194,8 +194,8 @@ class ScoringService:
             raise OverloadedError(
                 f"scoring queue is full ({self.settings.max_queue} waiting); retry with backoff"
             ) from None
-        if self.text is not None:
-            self.text.encode_ahead(row)
+        if self.text is not None and (behind := self.text.encode_ahead(row)):
+            self.metrics.text_ahead_dropped.inc(behind)
         return pending.future
 
     def admit_early(self, timeout: float | None) -> None:

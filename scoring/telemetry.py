@@ -82,6 +82,12 @@ class Metrics:
             registry=r,
         )
         self.model = Gauge("fraudscore_model_info", "The model version served (1)", ["version"], registry=r)
+        self.text_ahead_dropped = Counter(
+            "fraudscore_text_ahead_dropped_total",
+            "Texts not encoded ahead of their batch because the queue of the thread encoding ahead "
+            "was full (each is encoded in its batch instead)",
+            registry=r,
+        )
         self.gc_pause = Histogram(
             "fraudscore_gc_pause_seconds",
             "Collections of Python's garbage collector, by generation: every thread of the process "

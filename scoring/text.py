@@ -47,10 +47,13 @@ class EncodeAhead:
         self._thread = threading.Thread(target=self._loop, name="fraudscore-encode-ahead", daemon=True)
         self._thread.start()
 
-    def add(self, texts: Sequence[str]) -> None:
+    def add(self, texts: Sequence[str]) -> int:
+        """Queues texts to encode; returns how many were left to their batch (the queue was full)."""
         with self._wake:
-            self._todo.extend(texts[: max(0, AHEAD_QUEUE - len(self._todo))])
+            taken = texts[: max(0, AHEAD_QUEUE - len(self._todo))]
+            self._todo.extend(taken)
             self._wake.notify()
+        return len(texts) - len(taken)
 
     def _loop(self) -> None:
         while True:
@@ -100,14 +103,13 @@ class TextRuntime:
         """The encoder's recent time for a batch of `rows` applications (a running average)."""
         return self._per_row_s * max(rows, 1)
 
-    def encode_ahead(self, row: Mapping[str, Any]) -> None:
-        """Starts encoding a queued application's texts (those its signals will encode: not blank)."""
-        if self.ahead is not None:
-            texts = [
-                t for column in TEXT_FIELDS.values() if isinstance(t := row.get(column), str) and t.strip()
-            ]
-            if texts:
-                self.ahead.add(texts)
+    def encode_ahead(self, row: Mapping[str, Any]) -> int:
+        """Starts encoding a queued application's texts (those its signals will encode: not blank);
+        returns how many of them were left to the batch because the thread is that far behind."""
+        if self.ahead is None:
+            return 0
+        texts = [t for column in TEXT_FIELDS.values() if isinstance(t := row.get(column), str) and t.strip()]
+        return self.ahead.add(texts) if texts else 0
 
     def signals(
         self, frame: pl.DataFrame, identity: Sequence[str | None], *, record: bool = True

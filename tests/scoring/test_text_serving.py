@@ -204,8 +204,9 @@ def test_encoding_ahead_waits_in_a_bounded_queue_and_stops_on_close():
     deadline = time.monotonic() + 10
     while not calls and time.monotonic() < deadline:
         time.sleep(0.01)
-    ahead.add([f"text {i}" for i in range(AHEAD_QUEUE + 50)])  # the thread is busy with "first"
-    assert len(ahead._todo) == AHEAD_QUEUE  # the rest is left to the batches
+    # The thread is busy with "first": the queue fills, the rest is left to the batches.
+    assert ahead.add([f"text {i}" for i in range(AHEAD_QUEUE + 50)]) == 50
+    assert len(ahead._todo) == AHEAD_QUEUE
     release.set()
     ahead.close()
     assert not ahead._thread.is_alive()
