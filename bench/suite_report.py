@@ -243,8 +243,8 @@ def describe_stalls(c: dict[str, float] | None, *, quiet: bool = False) -> str:
     if "gc0" in c and (not quiet or c.get("gc2", 0.0)):
         n = sum(c.get(f"gc{g}", 0.0) for g in range(3))
         ms = sum(c.get(f"gc{g}_ms", 0.0) for g in range(3))
-        full = f"full {c.get('gc2', 0.0):g} in {c.get('gc2_ms', 0.0):.0f} ms"
-        parts.append(full if quiet else f"GC {n:g} in {ms:.0f} ms ({full})")
+        full = f"{c.get('gc2', 0.0):g} in {c.get('gc2_ms', 0.0):.0f} ms"
+        parts.append(f"full GC {full}" if quiet else f"GC {n:g} in {ms:.0f} ms (full {full})")
     if "commits" in c and (not quiet or c["commits_50ms"]):
         parts.append(
             f"commits over 50 / 250 ms {c['commits_50ms']:g} / {c['commits_250ms']:g} of {c['commits']:g}"
