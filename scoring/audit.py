@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -124,7 +124,7 @@ class AuditRecord:
     ) -> AuditRecord:
         """`reasons` default to the result's own, as plain dicts."""
         if reasons is None:
-            reasons = [asdict(reason) for reason in result.reasons]
+            reasons = [reason.as_dict() for reason in result.reasons]
         return cls(
             application_id=result.application_id,
             payload_sha256=payload_sha256,

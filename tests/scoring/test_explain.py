@@ -3,6 +3,9 @@ and REVIEW / DECLINE answers carry the risk-raising reasons through gRPC."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
@@ -65,6 +68,15 @@ def test_reasons_name_the_values_behind_them(scored):
     assert first.description and first.description_zh
     assert first.features and first.features[0].name in scores.features.columns
     assert abs(first.features[0].contribution) == max(abs(f.contribution) for f in first.features)
+
+
+def test_a_reason_as_stored_is_what_dataclasses_asdict_gives(scored):
+    _, scores, _ = scored
+    reasons = scores.explain([int(np.argmax(scores.raw))])[0].reasons
+    assert len(reasons) > 1 and any(r.features for r in reasons)
+    for reason in reasons:
+        # The same JSON the audit record held when it was written with asdict.
+        assert json.dumps(reason.as_dict(), default=str) == json.dumps(asdict(reason), default=str)
 
 
 async def test_review_and_decline_answers_carry_their_reasons_approvals_none(stub):
