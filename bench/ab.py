@@ -56,6 +56,12 @@ def main() -> int:
     )
     parser.add_argument("revs", nargs="+", help="git revisions to compare (two or more)")
     parser.add_argument("--kind", choices=("tabular", "history", "text"), default="history")
+    parser.add_argument(
+        "--mix",
+        choices=("mix", "risky", "consumer", "small_business"),
+        default="mix",
+        help="the applications sent (risky: every one REVIEW/DECLINE, with reasons); not with text",
+    )
     loadgen.add_load_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
@@ -67,7 +73,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fraudscore-ab-"))
     sources = {rev: fs.export(rev, work / f"source-{i}") for i, rev in enumerate(args.revs)}
     pool = fs.Pool(prefix=f"AB-{int(time.time())}")
-    kind = "text128" if args.kind == "text" else "mix"
+    kind = "text128" if args.kind == "text" else args.mix
     runs: list[dict[str, Any]] = []
     for round_ in range(args.rounds):
         for rev, (commit, source) in sources.items():
@@ -98,7 +104,8 @@ def main() -> int:
     lines = [
         f"# A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"`uv run --frozen python bench/ab.py {' '.join(sys.argv[1:])}`: the {args.kind} bundle, "
+        f"`uv run --frozen python bench/ab.py {' '.join(sys.argv[1:])}`: the {args.kind} bundle "
+        f"({kind} applications), "
         f"{args.workers} worker(s), {load}, {args.seconds:g} s a run, {args.rounds} interleaved rounds. "
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; client and server share it.",
         "",
