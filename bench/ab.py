@@ -37,17 +37,12 @@ from score_latency import machine  # noqa: E402
 async def drive(
     args: argparse.Namespace, target: str, pid: int, warm: list[bytes], requests: list[bytes]
 ) -> Any:
-    channels = loadgen.channels(target, 8 * args.workers if args.workers > 1 else 1)
-    call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
-    try:
+    connections = 8 * args.workers if args.workers > 1 else 1
+    async with loadgen.opened(target, connections, fs.SCORE) as (channels, call):
         await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=3.0, pid=pid)
-        result = await loadgen.run_load(
+        return await loadgen.run_load(
             args, channels, call, fs.SCORE_BATCH, iter(requests), seconds=args.seconds, pid=pid
         )
-    finally:
-        for c in channels:
-            await c.close()
-    return result
 
 
 def main() -> int:

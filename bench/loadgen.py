@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -183,6 +184,17 @@ def channels(target: str, n: int) -> list[grpc.aio.Channel]:
     return [
         grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)
     ]
+
+
+@contextlib.asynccontextmanager
+async def opened(target: str, n: int, method: str) -> AsyncIterator[tuple[list[grpc.aio.Channel], UnaryCall]]:
+    """`n` channels to `target` and one call of `method` spread over them; closed on the way out."""
+    chans = channels(target, n)
+    try:
+        yield chans, spread([unary(c, method) for c in chans])
+    finally:
+        for c in chans:
+            await c.close()
 
 
 async def _one(call: UnaryCall, data: bytes, t0: float, rec: Recorder, timeout: float) -> None:

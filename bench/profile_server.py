@@ -78,21 +78,17 @@ def shares(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tupl
 async def drive(
     args: argparse.Namespace, target: str, pid: int, warm: list[bytes], requests: list[bytes]
 ) -> dict[str, Any]:
-    channels = loadgen.channels(target, args.channels)
-    call = loadgen.spread([loadgen.unary(c, fs.SCORE) for c in channels])
-    await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=5.0, pid=pid)
-    stream = iter(requests)
     spy = os.environ.get("PYSPY")
     command = shlex.split(spy) if spy else ["uvx", "py-spy"]
     command += ["record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100", "-f", "raw"]
     command += ["-o", str(args.raw), "--nonblocking", "--subprocesses"] + (["--gil"] if args.gil else [])
-    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    result = await loadgen.run_load(
-        args, channels, call, fs.SCORE_BATCH, stream, seconds=args.seconds + 2, pid=pid
-    )
-    profiler.wait()
-    for c in channels:
-        await c.close()
+    async with loadgen.opened(target, args.channels, fs.SCORE) as (channels, call):
+        await loadgen.closed_loop(call, itertools.cycle(warm), concurrency=4, seconds=5.0, pid=pid)
+        profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        result = await loadgen.run_load(
+            args, channels, call, fs.SCORE_BATCH, iter(requests), seconds=args.seconds + 2, pid=pid
+        )
+        profiler.wait()
     return result
 
 
