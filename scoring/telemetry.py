@@ -1,9 +1,11 @@
 """Prometheus metrics: served on their own port (`metrics_port`) at /metrics.
 
 What is measured: each RPC's latency and status code; decisions by product and decision; degraded
-answers by cause; the text encoder's provider in use; the scoring queue's depth; micro-batch sizes;
-audit store failures and whether the service is healthy. Labels are methods, codes, products,
-decisions, causes and providers only: never an application id or anything an applicant sent.
+answers by cause; the text encoder's provider in use and the texts it could not encode ahead; the
+scoring queue's depth; micro-batch sizes; audit commits' time, audit store failures and whether the
+service is healthy; the garbage collector's pauses. Labels are methods, codes, products, decisions,
+causes, providers and collector generations only: never an application id or anything an applicant
+sent.
 """
 
 from __future__ import annotations
