@@ -1,9 +1,17 @@
 """The online history store: earlier applications' hashed keys, looked up and appended as each
 application is scored.
 
-`HistoryStore` is the seam: the embedded default is `SQLiteHistoryStore` (one file, WAL mode), and a
-store shared by several replicas (Redis, PostgreSQL) implements the same two methods. Only keyed
-hashes, times, amounts in cents and application ids are stored.
+`HistoryStore` is the seam: the embedded default is `SQLiteHistoryStore`, and a store shared by
+replicas on several machines (Redis, PostgreSQL) implements the same methods. Only keyed hashes,
+times, amounts in cents and application ids are stored.
+
+`SQLiteHistoryStore` answers from memory and writes a log. Lookups go to a `HistoryIndex`
+(`features.history_index`) built from the log when the store opens; the durable copy is two
+append-only tables in one SQLite file (WAL mode): one row per application (its time, amount,
+identity, email and packed keys) and one per outcome. Appending a row to a table keyed by an
+increasing sequence writes the file's last pages, not a dozen scattered index pages, so commits and
+checkpoints write little. Several processes sharing the file (`serve --workers N`) take turns to
+write (`FileWriteLock`), and each first reads the rows the others appended since its last turn.
 
 Concurrency: the scoring service calls the store from its one batch worker thread, so lookups and
 appends of one process are serialised; `lookup_and_record` treats a batch in order, each application
@@ -15,28 +23,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from features.history import (
-    HASHED,
-    KEY_NAMES,
-    KEYS,
-    LINK_KEYS,
-    LINK_WINDOW,
-    WINDOWS,
-    KeyAggregate,
-    KeySpec,
-    online_history,
-)
-from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
+from features.history import HASHED, KEY_NAMES
+from features.history_index import HistoryIndex, LogRow, pack_keys
+from features.rings import RING_BOUND, RingBound
 from features.writelock import Checkpointer, FileWriteLock
 
 # PRAGMA user_version of the file: 2 = keys as 16-byte blobs, 3 = outcomes, 4 = each application's
-# identity and link keys (rings)
-FORMAT = 4
-LinkKey = tuple[int, bytes]  # (index in LINK_KEYS, keyed hash): a link key as the ring walk sees it
+# identity and link keys (rings), 5 = append-only logs read into memory (4 is converted on opening)
+FORMAT = 5
 
 
 class HistoryStoreError(RuntimeError):
@@ -44,32 +43,34 @@ class HistoryStoreError(RuntimeError):
 
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS key_events (
-    kind     TEXT    NOT NULL,
-    key      BLOB    NOT NULL,  -- keyed hash, 16 bytes
-    ts       INTEGER NOT NULL,  -- submission time, microseconds since the epoch (UTC)
-    identity BLOB,
-    email    BLOB,
-    cents    INTEGER NOT NULL,
-    app      TEXT    NOT NULL,  -- application id
-    PRIMARY KEY (kind, key, ts, app)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS applications (
-    app      TEXT    PRIMARY KEY,
-    ts       INTEGER NOT NULL,
-    identity BLOB,
-    links    BLOB    NOT NULL  -- its link keys: per key, 1 byte (index in LINK_KEYS) + 16-byte hash
-) WITHOUT ROWID;
+    seq      INTEGER PRIMARY KEY,  -- order of appending: what another process has read up to
+    app      TEXT    NOT NULL,     -- application id
+    ts       INTEGER NOT NULL,     -- submission time, microseconds since the epoch (UTC)
+    cents    INTEGER NOT NULL,
+    identity BLOB,                 -- keyed hashes, 16 bytes
+    email    BLOB,
+    keys     BLOB    NOT NULL      -- per key: 1 byte (index in KEY_NAMES) + 16-byte keyed hash
+);
 CREATE TABLE IF NOT EXISTS outcomes (
-    app      TEXT PRIMARY KEY,
-    fraud    INTEGER NOT NULL,  -- 1 confirmed fraud, 0 legitimate
-    known_at INTEGER NOT NULL   -- when the outcome was recorded, microseconds since the epoch
-) WITHOUT ROWID;
+    seq      INTEGER PRIMARY KEY,
+    app      TEXT    NOT NULL,
+    fraud    INTEGER NOT NULL,     -- 1 confirmed fraud, 0 legitimate (a later row replaces an earlier)
+    known_at INTEGER NOT NULL      -- when the outcome was recorded, microseconds since the epoch
+);
 """
+APPEND = "INSERT INTO applications (app, ts, cents, identity, email, keys) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    # One statement at a time: executescript would commit a transaction in progress first.
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _blob(hashed: str | None) -> bytes | None:
-    """Hex hashes as 16 raw bytes on disk: half the size of the text."""
+    """Hex hashes as 16 raw bytes: half the size of the text."""
     return None if hashed is None else bytes.fromhex(hashed)
 
 
@@ -78,16 +79,9 @@ def _blobs(row: Mapping[str, Any]) -> dict[str, bytes | None]:
     return {name: _blob(row[name]) for name in HASHED}
 
 
-def _link_keys(blobs: Mapping[str, bytes | None]) -> list[LinkKey]:
-    return [(i, key) for i, name in enumerate(LINK_KEYS) if (key := blobs[name]) is not None]
-
-
-def _pack(keys: Sequence[LinkKey]) -> bytes:
-    return b"".join(bytes((i,)) + key for i, key in keys)
-
-
-def _unpack(links: bytes) -> list[LinkKey]:
-    return [(links[j], links[j + 1 : j + 17]) for j in range(0, len(links), 17)]
+def _log_row(row: Mapping[str, Any], ts: int, blobs: Mapping[str, bytes | None]) -> LogRow:
+    app, cents = row["application_id"], int(row["cents"])
+    return (app, ts, cents, blobs["identity"], blobs["email_key"], pack_keys(blobs))
 
 
 class HistoryStore(Protocol):
@@ -106,9 +100,10 @@ class HistoryStore(Protocol):
 
 
 class SQLiteHistoryStore:
-    """SQLite in WAL mode. Commits do not wait for the disk (synchronous=NORMAL: the history is
-    rebuilt from the audit trail, not a record of decisions); checkpoints, which do, run on a
-    background connection every `checkpoint_seconds`, never on the request path."""
+    """Lookups from memory, appends to a log in SQLite (WAL mode). Commits do not wait for the disk
+    (synchronous=NORMAL: the history is rebuilt from the audit trail, not a record of decisions);
+    checkpoints, which do, run on a background connection every `checkpoint_seconds`, never on the
+    request path. Opening reads the whole log (seconds for a few hundred thousand applications)."""
 
     def __init__(
         self, path: Path | str, *, checkpoint_seconds: float = 1.0, ring_bound: RingBound = RING_BOUND
@@ -134,216 +129,126 @@ class SQLiteHistoryStore:
             # largest size (a bulk load's) forever.
             self._db.execute("PRAGMA journal_size_limit=67108864")
             self._checkpointer = Checkpointer(self.path, checkpoint_seconds, name="history-checkpoint")
-        self._window_sql = {spec.name: self._aggregate_sql(spec) for spec in KEYS}
-        self._windows = {spec.name: spec.windows for spec in KEYS}
+        self._index = HistoryIndex(ring_bound)
+        self._read_apps = self._read_outcomes = 0  # the last seq of each log read into the index
+        with self._lock:
+            self._catch_up()
 
-    @staticmethod
-    def _aggregate_sql(spec: KeySpec) -> str:
-        """One statement per key: the window counts, distinct identities and emails and the amount
-        over the link window and, where the key has it, the first time it was seen (all history).
-        Parameters: ?1 kind, ?2 key, ?3 the application's time."""
-        counts = ", ".join(f"COALESCE(SUM(ts >= ?3 - {WINDOWS[w]}), 0)" for w in spec.windows)
-        first = (
-            ", (SELECT MIN(ts) FROM key_events WHERE kind = ?1 AND key = ?2 AND ts < ?3)"
-            if spec.first_seen
-            else ", NULL"
+    def _catch_up(self) -> None:
+        """Reads into the index what was appended to the logs since the last read (by another
+        process, or everything when the store opens)."""
+        rows = self._db.execute(
+            "SELECT seq, app, ts, cents, identity, email, keys FROM applications WHERE seq > ? ORDER BY seq",
+            (self._read_apps,),
         )
-        return (
-            f"SELECT {counts}, COUNT(DISTINCT identity), COUNT(DISTINCT email), COALESCE(SUM(cents), 0)"
-            f"{first} FROM key_events WHERE kind = ?1 AND key = ?2 "
-            f"AND ts >= ?3 - {WINDOWS[LINK_WINDOW]} AND ts < ?3"
+        add = self._index.add
+        for seq, *row in rows:
+            add(tuple(row))  # the columns of LogRow, in its order
+            self._read_apps = seq
+        outcomes = self._db.execute(
+            "SELECT seq, app, fraud, known_at FROM outcomes WHERE seq > ? ORDER BY seq",
+            (self._read_outcomes,),
         )
-
-    def _aggregate(self, kind: str, key: bytes, ts: int) -> KeyAggregate:
-        spec_windows = self._windows[kind]
-        row = self._db.execute(self._window_sql[kind], (kind, key, ts)).fetchone()
-        n = len(spec_windows)
-        return KeyAggregate(
-            apps=dict(zip(spec_windows, row[:n], strict=True)),
-            identities=row[n],
-            emails=row[n + 1],
-            cents=row[n + 2],
-            first_seen_us=row[n + 3],
-        )
-
-    def _confirmed(self, blobs: Mapping[str, bytes | None], ts: int) -> dict[str, int | None]:
-        """Per link key: earlier applications with the key whose outcome, known before `ts`, was fraud."""
-        out: dict[str, int | None] = {}
-        for name in LINK_KEYS:
-            key = blobs[name]
-            if key is None:
-                out[name] = None
-                continue
-            out[name] = self._db.execute(
-                "SELECT COUNT(*) FROM key_events e JOIN outcomes o ON o.app = e.app "
-                "WHERE e.kind = ?1 AND e.key = ?2 AND e.ts < ?3 AND o.fraud = 1 AND o.known_at < ?3",
-                (name, key, ts),
-            ).fetchone()[0]
-        return out
+        for seq, app, fraud, known_at in outcomes:
+            self._index.set_outcome(app, bool(fraud), known_at)
+            self._read_outcomes = seq
 
     def record_outcomes(self, outcomes: Iterable[tuple[str, bool, int]]) -> int:
         """Records (application id, confirmed fraud, known at µs); a later record for the same
         application replaces the earlier one (an officer may correct an outcome)."""
-        n = 0
         with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for app, fraud, known_at in outcomes:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO outcomes (app, fraud, known_at) VALUES (?, ?, ?)",
-                        (app, int(bool(fraud)), int(known_at)),
-                    )
-                    n += 1
+                self._catch_up()
+                cur = self._db.executemany(
+                    "INSERT INTO outcomes (app, fraud, known_at) VALUES (?, ?, ?)",
+                    ((app, int(bool(fraud)), int(known_at)) for app, fraud, known_at in outcomes),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return n
-
-    def _linked(self, blobs: Mapping[str, bytes | None], ts: int) -> int | None:
-        """Distinct other identities sharing a link key with the application in the link window."""
-        keys = [(name, blobs[name]) for name in LINK_KEYS if blobs[name] is not None]
-        if not keys:
-            return None
-        match = " OR ".join("(kind = ? AND key = ?)" for _ in keys)
-        params: list[Any] = [v for pair in keys for v in pair]
-        sql = (
-            f"SELECT COUNT(DISTINCT identity) FROM key_events WHERE ({match}) "
-            f"AND ts >= ? AND ts < ? AND identity != ?"
-        )
-        params += [ts - WINDOWS[LINK_WINDOW], ts, blobs["identity"]]
-        return int(self._db.execute(sql, params).fetchone()[0])
-
-    def _ring(
-        self, blobs: Mapping[str, bytes | None], ts: int, aggregates: Mapping[str, KeyAggregate | None]
-    ) -> RingSize | None:
-        """The application's ring (`features.rings`): a walk of at most `ring_bound.hops` rounds of
-        two indexed queries, none at all when no link key of the application was seen before."""
-        keys = _link_keys(blobs)
-        if not keys:
-            return None
-        counts = {}
-        for i, key in keys:
-            agg = aggregates.get(LINK_KEYS[i])
-            if agg is not None:
-                counts[(i, key)] = agg.apps[LINK_WINDOW]
-        lo, hi = ts - WINDOWS[LINK_WINDOW], ts
-        return walk_ring(
-            blobs["identity"],
-            keys,
-            neighbours=lambda todo: self._key_applications(todo, lo, hi),
-            links=self._application_links,
-            known_counts=counts,
-            bound=self.ring_bound,
-        )
-
-    def _key_applications(
-        self, keys: Sequence[LinkKey], lo: int, hi: int
-    ) -> Iterator[tuple[LinkKey, list[str]]]:
-        """Per key, the applications of [lo, hi) that carry it: at most `hub + 1` (more would only
-        say that the key is a hub). One statement; SQLite runs the arms of UNION ALL in order, so
-        each key's rows come together and reading can stop after any key."""
-        arms = " UNION ALL ".join(
-            f"SELECT {n}, app FROM (SELECT app FROM key_events WHERE kind = :k{n} AND key = :v{n} "
-            f"AND ts >= :lo AND ts < :hi LIMIT :lim)"
-            for n in range(len(keys))
-        )
-        params: dict[str, Any] = {"lo": lo, "hi": hi, "lim": self.ring_bound.hub + 1}
-        for n, (i, key) in enumerate(keys):
-            params[f"k{n}"], params[f"v{n}"] = LINK_KEYS[i], key
-        cursor = self._db.execute(arms, params)
-        try:
-            current, apps = -1, list[str]()
-            for n, app in cursor:
-                if n != current:
-                    if apps:
-                        yield keys[current], apps
-                    if n < current:
-                        raise HistoryStoreError("SQLite returned the arms of UNION ALL out of order")
-                    current, apps = n, []
-                apps.append(app)
-            if apps:
-                yield keys[current], apps
-        finally:
-            cursor.close()  # the walk may stop early, at the cap
-
-    def _application_links(self, apps: Sequence[str]) -> dict[str, tuple[bytes | None, list[LinkKey]]]:
-        marks = ", ".join("?" * len(apps))
-        rows = self._db.execute(f"SELECT app, identity, links FROM applications WHERE app IN ({marks})", apps)
-        return {app: (identity, _unpack(links)) for app, identity, links in rows}
+            self._catch_up()  # this process's own rows, in the order they were appended
+        return cur.rowcount
 
     def lookup_and_record(
         self, batch: Sequence[Mapping[str, Any]], *, record: bool = True
     ) -> list[dict[str, float | None]]:
+        if not record:
+            with self._lock:
+                self._catch_up()
+                return [self._index.features(int(row["ts"]), _blobs(row)) for row in batch]
         out = []
         with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
+            size = None
             try:
+                self._catch_up()
+                size = len(self._index)
+                appended = []
                 for row in batch:
-                    ts = int(row["ts"])
-                    blobs = _blobs(row)
-                    aggregates = {
-                        name: None if (key := blobs[name]) is None else self._aggregate(name, key, ts)
-                        for name in KEY_NAMES
-                    }
-                    linked, confirmed = self._linked(blobs, ts), self._confirmed(blobs, ts)
-                    ring = self._ring(blobs, ts, aggregates)
-                    out.append(online_history(ts, aggregates, linked, confirmed, ring))
-                    if record:
-                        self._record(row, blobs)
+                    ts, blobs = int(row["ts"]), _blobs(row)
+                    out.append(self._index.features(ts, blobs))
+                    entry = _log_row(row, ts, blobs)
+                    if self._index.add(entry):
+                        appended.append(entry)
+                self._append(appended)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                if size is not None:
+                    self._index.truncate(size)
                 raise
         return out
 
-    def _record(self, row: Mapping[str, Any], blobs: Mapping[str, bytes | None] | None = None) -> None:
-        app, ts = row["application_id"], int(row["ts"])
-        blobs = _blobs(row) if blobs is None else blobs
-        identity, email, cents = blobs["identity"], blobs["email_key"], int(row["cents"])
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO applications (app, ts, identity, links) VALUES (?, ?, ?, ?)",
-            (app, ts, identity, _pack(_link_keys(blobs))),
-        )
-        if cur.rowcount == 0:
-            return  # already recorded: a retry
-        self._db.executemany(
-            "INSERT OR IGNORE INTO key_events (kind, key, ts, identity, email, cents, app) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (name, key, ts, identity, email, cents, app)
-                for name in KEY_NAMES
-                if (key := blobs[name]) is not None
-            ],
-        )
+    def _append(self, rows: Sequence[LogRow]) -> None:
+        """Appends rows the index has taken; they take the next numbers of the log, which this
+        process has read up to (it holds the write lock)."""
+        if not rows:
+            return
+        cur = self._db.executemany(APPEND, rows)
+        assert cur.rowcount == len(rows)
+        self._read_apps = self._db.execute("SELECT MAX(seq) FROM applications").fetchone()[0]
 
     def record_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Appends applications without looking anything up (loading a lender's history)."""
-        n = 0
         with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
+            size = None
             try:
+                self._catch_up()
+                size = len(self._index)
+                appended = []
                 for row in rows:
-                    self._record(row)
-                    n += 1
+                    entry = _log_row(row, int(row["ts"]), _blobs(row))
+                    if self._index.add(entry):
+                        appended.append(entry)
+                self._append(appended)
                 self._db.execute("COMMIT")
                 if self._checkpointer is not None:
                     # A bulk load is not on the request path: fold it into the database now.
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if size is not None:
+                    self._index.truncate(size)
                 raise
-        return n
+        return len(appended)
 
     def count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
+            self._catch_up()
+            return len(self._index)
 
     def _check_format(self) -> None:
-        """Creates the tables in a new file; refuses a file written in another format, whose keys
-        would silently never match."""
+        """Creates the tables in a new file and converts format 4; refuses a file written in
+        another format, whose keys would silently never match."""
         found = self._db.execute("PRAGMA user_version").fetchone()[0]
         tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if tables and found == 4:
+            self._convert_from_4()
+            return
         if tables and found != FORMAT:
             self._db.close()
             self._writers.close()
@@ -351,8 +256,44 @@ class SQLiteHistoryStore:
                 f"history store {self.path} has format {found}, this version reads {FORMAT}: "
                 "move it away and reload the history (fraudscore history --data FILE)"
             )
-        self._db.executescript(SCHEMA)
+        _create_tables(self._db)
         self._db.execute(f"PRAGMA user_version = {FORMAT}")
+
+    def _convert_from_4(self) -> None:
+        """Format 4 kept one row per key of each application, indexed by key, and looked features
+        up in SQL. Its rows become the logs of format 5 in one transaction (applications in time
+        order), then the file is compacted."""
+        kinds = {name: i for i, name in enumerate(KEY_NAMES)}
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            keys: dict[str, list[bytes]] = defaultdict(list)
+            cents_email: dict[str, tuple[int, bytes | None]] = {}
+            events = db.execute("SELECT app, kind, key, email, cents FROM key_events")
+            for app, kind, key, email, cents in events:
+                keys[app].append(bytes((kinds[kind],)) + key)
+                cents_email[app] = (cents, email)
+            db.execute("ALTER TABLE applications RENAME TO applications_4")
+            db.execute("ALTER TABLE outcomes RENAME TO outcomes_4")
+            _create_tables(db)
+            rows = []
+            old = db.execute("SELECT app, ts, identity FROM applications_4 ORDER BY ts, app")
+            for app, ts, identity in old:
+                cents, email = cents_email.get(app, (0, None))  # an application without keys has none
+                rows.append((app, ts, cents, identity, email, b"".join(sorted(keys.get(app, ())))))
+            db.executemany(APPEND, rows)
+            db.execute(
+                "INSERT INTO outcomes (app, fraud, known_at) SELECT app, fraud, known_at FROM outcomes_4"
+            )
+            for table in ("key_events", "applications_4", "outcomes_4"):
+                db.execute(f"DROP TABLE {table}")
+            db.execute(f"PRAGMA user_version = {FORMAT}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if self.path != ":memory:":
+            db.execute("VACUUM")  # the dropped index pages back to the file system
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -4,6 +4,8 @@ history in polars), and no application's features depend on a later one."""
 from __future__ import annotations
 
 import datetime as dt
+import random
+import sqlite3
 
 import polars as pl
 import pytest
@@ -13,6 +15,8 @@ from hypothesis import strategies as st
 from features.history import (
     HASHED,
     HISTORY_FEATURES,
+    KEY_NAMES,
+    LINK_KEYS,
     entity_keys,
     history_frame,
     key_values,
@@ -132,6 +136,90 @@ def test_a_retry_does_not_count_twice(keys):
     assert store.lookup_and_record([probe], record=False)[0] == before
 
 
+def test_applications_recorded_out_of_time_order_give_the_same_features(keys, offline, tmp_path):
+    """Back-dated applications (a lender's history loaded late, a retry hours later) go into the
+    middle of their keys' time order; reopening the file reads the log back in the same way."""
+    rows = list(keys.head(800).iter_rows(named=True))
+    shuffled = [rows[i] for i in random.Random(5).sample(range(len(rows)), len(rows))]
+    path = tmp_path / "history.sqlite"
+    store = SQLiteHistoryStore(path)
+    store.record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
+    assert store.record_many(shuffled) == len(rows)
+    store.close()
+    store = SQLiteHistoryStore(path)
+    assert store.count() == len(rows)
+    # Every application is held, later ones too; each sees only those before its time.
+    online = store.lookup_and_record(rows, record=False)
+    store.close()
+    assert history_frame(online).equals(offline.head(800))
+
+
+def test_a_batch_that_fails_leaves_nothing_behind(keys, tmp_path):
+    store = SQLiteHistoryStore(tmp_path / "history.sqlite")
+    rows = list(keys.head(100).iter_rows(named=True))
+    store.lookup_and_record(rows[:50])
+    probe = dict(rows[60], application_id="probe")
+    before = store.lookup_and_record([probe], record=False)[0]
+    bad = dict(rows[99], cents="not cents")  # fails after the batch's first members were taken
+    with pytest.raises(ValueError, match="not cents"):
+        store.lookup_and_record([*rows[50:99], bad])
+    assert store.count() == 50
+    assert store.lookup_and_record([probe], record=False)[0] == before
+    store.lookup_and_record(rows[50:])  # the same applications, now whole, are taken
+    assert store.count() == 100
+    store.close()
+    reopened = SQLiteHistoryStore(tmp_path / "history.sqlite")
+    assert reopened.count() == 100
+    reopened.close()
+
+
+def _write_format_4(path, rows, outcomes) -> None:
+    """A history file as format 4 wrote it: a row per key of each application, indexed by key."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE key_events (kind TEXT NOT NULL, key BLOB NOT NULL, ts INTEGER NOT NULL, "
+        "identity BLOB, email BLOB, cents INTEGER NOT NULL, app TEXT NOT NULL, "
+        "PRIMARY KEY (kind, key, ts, app)) WITHOUT ROWID;"
+        "CREATE TABLE applications (app TEXT PRIMARY KEY, ts INTEGER NOT NULL, identity BLOB, "
+        "links BLOB NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE outcomes (app TEXT PRIMARY KEY, fraud INTEGER NOT NULL, known_at INTEGER NOT NULL) "
+        "WITHOUT ROWID; PRAGMA user_version = 4;"
+    )
+    blob = lambda v: None if v is None else bytes.fromhex(v)  # noqa: E731
+    for row in rows:
+        identity, email = blob(row["identity"]), blob(row["email_key"])
+        links = b"".join(bytes((i,)) + blob(row[k]) for i, k in enumerate(LINK_KEYS) if row[k] is not None)
+        app = row["application_id"]
+        db.execute("INSERT INTO applications VALUES (?, ?, ?, ?)", (app, row["ts"], identity, links))
+        db.executemany(
+            "INSERT INTO key_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (k, blob(row[k]), row["ts"], identity, email, row["cents"], app)
+                for k in KEY_NAMES
+                if row[k] is not None
+            ],
+        )
+    db.executemany("INSERT INTO outcomes VALUES (?, ?, ?)", outcomes)
+    db.commit()
+    db.close()
+
+
+def test_a_format_4_store_is_converted_on_opening(keys, offline, tmp_path):
+    path = tmp_path / "history.sqlite"
+    rows = list(keys.head(600).iter_rows(named=True))
+    _write_format_4(path, rows[:400], keys.select("application_id", "fraud", "known_at").rows())
+    store = SQLiteHistoryStore(path)
+    assert store.count() == 400
+    online = store.lookup_and_record(rows[:400], record=False) + store.lookup_and_record(rows[400:])
+    store.close()
+    assert history_frame(online).equals(offline.head(600))
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"applications", "outcomes"}
+    db.close()
+
+
 @settings(max_examples=15, deadline=None)
 @given(cut=st.integers(1, ROWS - 1))
 def test_no_feature_depends_on_a_later_application(keys, offline, cut):
@@ -209,7 +297,7 @@ def test_a_store_in_another_format_is_refused(tmp_path):
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
-    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 4"):
+    with pytest.raises(HistoryStoreError, match="has format 1, this version reads 5"):
         SQLiteHistoryStore(path)
     fresh = SQLiteHistoryStore(tmp_path / "new.sqlite")
     fresh.close()

@@ -1,0 +1,247 @@
+"""The history held in memory: every recorded application's keys, indexed by key, so that one
+application's history features are a few binary searches and short scans, not SQL statements.
+
+`features.history_store` keeps the durable copy (an append-only log in SQLite) and feeds this index
+from it; the index itself knows nothing of files. The numbers are those of `features.history`'s
+definitions, the same offline and online (`tests/features/test_history.py`).
+
+Layout, per application (numbered in the order the index learnt of them): its time and amount in
+parallel `array`s, its identity and email hashes, its id, and its keys packed as bytes (1 byte: the
+key's index in `KEY_NAMES`; 16 bytes: its keyed hash). Per key (the 16-byte hash alone: the kind is
+part of the hashed text, so two kinds never share one), the numbers of the applications that carry
+it, sorted by time; a key seen once holds a plain int. Equal hashes (identities, emails) are shared
+objects. On the demo history that is about 900 bytes an application in one process
+(`bench/history_memory.py`).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, insort_right
+from collections.abc import Iterator, Mapping, Sequence
+
+from features.history import KEY_NAMES, KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
+from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
+
+LinkKey = tuple[int, bytes]  # (index in LINK_KEYS, keyed hash): a link key as the ring walk sees it
+# One application as the log keeps it: id, time (µs), amount (cents), identity and email hashes, and
+# its keys packed (`pack_keys`).
+LogRow = tuple[str, int, int, bytes | None, bytes | None, bytes]
+LINK_OF_KIND = tuple(LINK_KEYS.index(name) if name in LINK_KEYS else -1 for name in KEY_NAMES)
+KIND_OF_LINK = tuple(KEY_NAMES.index(name) for name in LINK_KEYS)
+_LINK_US = WINDOWS[LINK_WINDOW]
+_SPECS = tuple((spec, tuple((w, WINDOWS[w]) for w in spec.windows if w != LINK_WINDOW)) for spec in KEYS)
+
+
+def pack_keys(blobs: Mapping[str, bytes | None]) -> bytes:
+    """An application's entity keys as the log and the index keep them."""
+    return b"".join(bytes((i,)) + key for i, name in enumerate(KEY_NAMES) if (key := blobs[name]) is not None)
+
+
+def unpack_keys(packed: bytes) -> Iterator[tuple[int, bytes]]:
+    """(index in KEY_NAMES, keyed hash) of each key in `packed`."""
+    for j in range(0, len(packed), 17):
+        yield packed[j], packed[j + 1 : j + 17]
+
+
+class HistoryIndex:
+    """Not thread-safe: its store serialises every call."""
+
+    def __init__(self, ring_bound: RingBound = RING_BOUND) -> None:
+        self.ring_bound = ring_bound
+        self._number: dict[str, int] = {}  # application id -> its number
+        self._ids: list[str] = []
+        self._ts = array("q")
+        self._cents = array("q")
+        self._identity: list[bytes | None] = []
+        self._email: list[bytes | None] = []
+        self._keys: list[bytes] = []
+        self._by_key: dict[bytes, int | list[int]] = {}
+        self._shared: dict[bytes, bytes] = {}
+        self._fraud_known: dict[str, int] = {}  # application id -> when its fraud outcome was known
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, app: str) -> bool:
+        return app in self._number
+
+    def _share(self, value: bytes | None) -> bytes | None:
+        return None if value is None else self._shared.setdefault(value, value)
+
+    def add(self, row: LogRow) -> bool:
+        """Adds one application; False (and nothing changes) when its id is already held."""
+        app, ts, cents, identity, email, keys = row
+        if app in self._number:
+            return False
+        n = len(self._ids)
+        self._number[app] = n
+        self._ids.append(app)
+        self._ts.append(ts)
+        self._cents.append(cents)
+        self._identity.append(self._share(identity))
+        self._email.append(self._share(email))
+        self._keys.append(keys)
+        by_key, times = self._by_key, self._ts
+        for j in range(1, len(keys), 17):
+            key = keys[j : j + 16]
+            found = by_key.get(key)
+            if found is None:
+                by_key[key] = n
+            elif isinstance(found, int):
+                by_key[key] = [found, n] if times[found] <= ts else [n, found]
+            elif times[found[-1]] <= ts:
+                found.append(n)
+            else:  # out of time order (a back-dated application): keep the list sorted
+                insort_right(found, n, key=times.__getitem__)
+        return True
+
+    def truncate(self, size: int) -> None:
+        """Forgets the applications added after the first `size` (a batch whose commit failed)."""
+        while len(self._ids) > size:
+            n = len(self._ids) - 1
+            keys = self._keys.pop()
+            for j in range(1, len(keys), 17):
+                key = keys[j : j + 16]
+                found = self._by_key[key]
+                if isinstance(found, int):
+                    del self._by_key[key]
+                else:
+                    found.remove(n)
+                    if len(found) == 1:
+                        self._by_key[key] = found[0]
+            del self._number[self._ids.pop()]
+            self._ts.pop()
+            self._cents.pop()
+            self._identity.pop()
+            self._email.pop()
+
+    def set_outcome(self, app: str, fraud: bool, known_at: int) -> None:
+        """The latest outcome of `app` (recorded before or after the application itself)."""
+        if fraud:
+            self._fraud_known[app] = known_at
+        else:
+            self._fraud_known.pop(app, None)
+
+    # -- lookups --------------------------------------------------------------------------------
+    def _carriers(self, key: bytes) -> Sequence[int]:
+        found = self._by_key.get(key)
+        if found is None:
+            return ()
+        return (found,) if isinstance(found, int) else found
+
+    def _span(self, carriers: Sequence[int], lo_ts: int, hi_ts: int) -> tuple[int, int]:
+        """Positions in `carriers` of the applications with lo_ts <= time < hi_ts."""
+        at = self._ts.__getitem__
+        hi = bisect_left(carriers, hi_ts, key=at)
+        return bisect_left(carriers, lo_ts, 0, hi, key=at), hi
+
+    def features(self, ts: int, blobs: Mapping[str, bytes | None]) -> dict[str, float | None]:
+        """History features of an application at `ts` with hashed keys `blobs` (`HASHED` names),
+        from the applications held (those at `ts` or later are not counted)."""
+        aggregates: dict[str, KeyAggregate | None] = {}
+        times = self._ts
+        for spec, shorter in _SPECS:
+            key = blobs[spec.name]
+            if key is None:
+                aggregates[spec.name] = None
+                continue
+            carriers = self._carriers(key)
+            lo, hi = self._span(carriers, ts - _LINK_US, ts)
+            apps = {LINK_WINDOW: hi - lo} if LINK_WINDOW in spec.windows else {}
+            for w, width in shorter:
+                apps[w] = hi - bisect_left(carriers, ts - width, lo, hi, key=times.__getitem__)
+            window = carriers[lo:hi]
+            aggregates[spec.name] = KeyAggregate(
+                apps=apps,
+                identities=self._distinct(self._identity, window) if spec.identities else 0,
+                emails=self._distinct(self._email, window) if spec.emails else 0,
+                cents=sum(self._cents[n] for n in window) if spec.amount else 0,
+                first_seen_us=times[carriers[0]] if spec.first_seen and hi else None,
+            )
+        links = [(i, key) for i, name in enumerate(LINK_KEYS) if (key := blobs[name]) is not None]
+        return online_history(
+            ts,
+            aggregates,
+            self._linked(links, blobs["identity"], ts),
+            self._confirmed(blobs, ts),
+            self._ring(links, blobs["identity"], ts, aggregates),
+        )
+
+    @staticmethod
+    def _distinct(values: list[bytes | None], numbers: Sequence[int]) -> int:
+        found = {values[n] for n in numbers}
+        found.discard(None)
+        return len(found)
+
+    def _linked(self, links: Sequence[LinkKey], identity: bytes | None, ts: int) -> int | None:
+        """Distinct other identities sharing a link key with the application in the link window
+        (none when it has no identity: an unnamed application is linked to nobody by name)."""
+        if not links:
+            return None
+        if identity is None:
+            return 0
+        found: set[bytes | None] = set()
+        for _, key in links:
+            carriers = self._carriers(key)
+            lo, hi = self._span(carriers, ts - _LINK_US, ts)
+            found.update(self._identity[n] for n in carriers[lo:hi])
+        found.discard(None)
+        found.discard(identity)
+        return len(found)
+
+    def _confirmed(self, blobs: Mapping[str, bytes | None], ts: int) -> dict[str, int | None]:
+        """Per link key: earlier applications with it whose fraud outcome was known before `ts`."""
+        out: dict[str, int | None] = {}
+        known, ids, times = self._fraud_known, self._ids, self._ts
+        for name in LINK_KEYS:
+            key = blobs[name]
+            if key is None:
+                out[name] = None
+            elif not known:
+                out[name] = 0
+            else:
+                carriers = self._carriers(key)
+                hi = bisect_left(carriers, ts, key=times.__getitem__)
+                out[name] = sum(1 for n in carriers[:hi] if known.get(ids[n], ts) < ts)
+        return out
+
+    def _ring(
+        self,
+        links: Sequence[LinkKey],
+        identity: bytes | None,
+        ts: int,
+        aggregates: Mapping[str, KeyAggregate | None],
+    ) -> RingSize | None:
+        if not links:
+            return None
+        counts = {}
+        for i, key in links:
+            agg = aggregates.get(LINK_KEYS[i])
+            if agg is not None:
+                counts[(i, key)] = agg.apps[LINK_WINDOW]
+        lo_ts, limit = ts - _LINK_US, self.ring_bound.hub + 1
+
+        def neighbours(todo: Sequence[LinkKey]) -> Iterator[tuple[LinkKey, list[int]]]:
+            for link in todo:
+                carriers = self._carriers(link[1])
+                lo, hi = self._span(carriers, lo_ts, ts)
+                if hi > lo:
+                    yield link, list(carriers[lo : min(hi, lo + limit)])
+
+        bound = self.ring_bound
+        return walk_ring(
+            identity, links, neighbours=neighbours, links=self._links, known_counts=counts, bound=bound
+        )
+
+    def _links(self, numbers: Sequence[int]) -> dict[int, tuple[bytes | None, list[LinkKey]]]:
+        out = {}
+        for n in numbers:
+            keys = self._keys[n]
+            own = [
+                (LINK_OF_KIND[keys[j]], keys[j + 1 : j + 17])
+                for j in range(0, len(keys), 17)
+                if LINK_OF_KIND[keys[j]] >= 0
+            ]
+            out[n] = (self._identity[n], own)
+        return out
