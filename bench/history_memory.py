@@ -1,10 +1,11 @@
-"""What keeping the history store in memory would cost, naively: every key event of a history store
-loaded into per-key Python lists (the shape an in-memory window index would take), timed, with the
-process's peak memory. A sizing for the structural change docs/performance.md names, not a feature.
+"""What the history store's in-memory index costs: the time to open a copy of a history store (its
+log read into `features.history_index`) and the memory it takes in one process, with the time to
+convert a format-4 file first where the store is one.
 
     uv run --frozen python bench/history_memory.py [--store var/history.sqlite] [--results NAME]
 
-Writes bench/results/NAME.{json,md} (default history_memory).
+The store itself is not touched: a copy is converted (in a child process, so that the conversion's
+own memory does not count) and opened. Writes bench/results/NAME.{json,md} (default history_memory).
 """
 
 from __future__ import annotations
@@ -12,65 +13,95 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT))
 
 from score_latency import machine  # noqa: E402
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--store", type=Path, default=BENCH.parent / "var" / "history.sqlite")
+    parser.add_argument("--store", type=Path, default=ROOT / "var" / "history.sqlite")
     parser.add_argument("--results", default="history_memory")
     args = parser.parse_args()
-    db = sqlite3.connect(f"file:{args.store}?mode=ro", uri=True)
-    events, apps, first, last = db.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT app), MIN(ts), MAX(ts) FROM key_events"
-    ).fetchone()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
-    kinds: dict[str, int] = {}
-    index: dict[tuple[int, bytes], list[tuple[int, bytes | None, bytes | None, int, str]]] = {}
-    for kind, key, ts, identity, email, cents, app in db.execute(
-        "SELECT kind, key, ts, identity, email, cents, app FROM key_events"
-    ):
-        slot = (kinds.setdefault(kind, len(kinds)), key)
-        found = index.get(slot)
-        if found is None:
-            index[slot] = found = []
-        found.append((ts, identity, email, cents, app))
-    seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from features.history_store import SQLiteHistoryStore
+
+    work = Path(tempfile.mkdtemp(prefix="fraudscore-history-memory-"))
+    try:
+        copy = work / "history.sqlite"
+        shutil.copyfile(args.store, copy)
+        db = sqlite3.connect(copy)
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        db.close()
+        convert_s = None
+        if found != 5:
+            started = time.perf_counter()
+            code = "import sys; from features.history_store import SQLiteHistoryStore; "
+            code += "SQLiteHistoryStore(sys.argv[1]).close()"
+            subprocess.run([sys.executable, "-c", code, str(copy)], check=True, cwd=ROOT)
+            convert_s = time.perf_counter() - started
+        before = _rss_mib()
+        started = time.perf_counter()
+        store = SQLiteHistoryStore(copy)
+        open_s = time.perf_counter() - started
+        peak = _rss_mib()
+        db = sqlite3.connect(copy)
+        apps, first, last = db.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM applications").fetchone()
+        keys = sum(len(k) // 17 for (k,) in db.execute("SELECT keys FROM applications"))
+        db.close()
+        store.close()
+        size_mib = copy.stat().st_size / 2**20
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     out = {
         "machine": machine(),
         "store": str(args.store),
+        "format_found": found,
         "store_mib": round(args.store.stat().st_size / 2**20, 1),
-        "key_events": events,
+        "converted_mib": round(size_mib, 1),
+        "convert_seconds": None if convert_s is None else round(convert_s, 2),
         "applications": apps,
+        "key_events": keys,
         "days": round((last - first) / 86_400e6, 1),
-        "distinct_keys": len(index),
-        "load_seconds": round(seconds, 2),
-        "peak_rss_mib": round(peak_mib, 1),
-        "rss_before_mib": round(before / 1024, 1),
+        "open_seconds": round(open_s, 2),
+        "rss_before_mib": round(before, 1),
+        "peak_rss_mib": round(peak, 1),
+        "bytes_per_application": round((peak - before) * 2**20 / max(apps, 1)),
     }
+    converted = (
+        ""
+        if convert_s is None
+        else (
+            f" Converting it from format {found} first took {convert_s:.1f} s (once; the file went from "
+            f"{out['store_mib']} to {out['converted_mib']} MiB)."
+        )
+    )
     text = (
-        f"# History in memory, naively ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
-        f"`uv run --frozen python bench/history_memory.py`: {args.store.name} ({out['store_mib']} MiB, "
-        f"{events:,} key events of {apps:,} applications over {out['days']} days, {len(index):,} distinct "
-        f"keys) loaded into per-key lists of (time, identity, email, cents, application) tuples in "
-        f"{seconds:.1f} s; peak memory of the process {peak_mib:,.0f} MiB ({out['rss_before_mib']:,.0f} "
-        f"before loading). Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores.\n"
+        f"# The history index in memory ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
+        f"`uv run --frozen python bench/history_memory.py`: {args.store.name} ({apps:,} applications, "
+        f"{keys:,} key events, over {out['days']} days) opened in {open_s:.1f} s; the process grew from "
+        f"{before:,.0f} to {peak:,.0f} MiB, about {out['bytes_per_application']:,} bytes an application."
+        f"{converted} Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores.\n"
     )
     results = BENCH / "results"
     (results / f"{args.results}.md").write_text(text)
-    (results / f"{args.results}.json").write_text(json.dumps(out, indent=1))
+    (results / f"{args.results}.json").write_text(json.dumps(out, indent=1) + "\n")
     print(text)
     return 0
 

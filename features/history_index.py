@@ -10,7 +10,7 @@ parallel `array`s, its identity and email hashes, its id, and its keys packed as
 key's index in `KEY_NAMES`; 16 bytes: its keyed hash). Per key (the 16-byte hash alone: the kind is
 part of the hashed text, so two kinds never share one), the numbers of the applications that carry
 it, sorted by time; a key seen once holds a plain int. Equal hashes (identities, emails) are shared
-objects. On the demo history that is about 900 bytes an application in one process
+objects. On the demo history that is about 1.7 kB an application in each process
 (`bench/history_memory.py`).
 """
 
