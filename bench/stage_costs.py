@@ -118,7 +118,7 @@ def main() -> int:
         digests = timed("payload digest", lambda: [payload_digest(r) for r in rows], s)
         frame = timed("canonical frame", lambda: model.pipeline.frame_from_rows(rows), s)
         keys = timed("hashed keys", lambda: entity_key_rows(frame, secret), s)
-        history = timed("history lookup + append (SQLite)", lambda: store.lookup_and_record(keys), s)
+        history = timed("history lookup + append", lambda: store.lookup_and_record(keys), s)
         used = history if model.uses_history else None
         if row_path:  # small batches without polars (ScoringModel.score_batch)
             scores = timed("features + matrix + LightGBM", lambda: model.score_batch(frame, used, None), s)
