@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, insort_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from features.history import KEY_NAMES, KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
 from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
@@ -71,6 +71,22 @@ class HistoryIndex:
 
     def add(self, row: LogRow) -> bool:
         """Adds one application; False (and nothing changes) when its id is already held."""
+        return self._add(row, None)
+
+    def extend(self, rows: Iterable[LogRow]) -> int:
+        """Adds many applications (a log read from its start); how many were new. A key's
+        applications out of time order are put in order once, at the end, not one by one."""
+        unsorted: set[bytes] = set()
+        try:
+            return sum(self._add(row, unsorted) for row in rows)
+        finally:  # what was added before a failure is held, so it must be in order too
+            at = self._ts.__getitem__
+            for key in unsorted:
+                found = self._by_key[key]
+                assert isinstance(found, list)
+                found.sort(key=at)  # stable: equal times keep the order they were added in
+
+    def _add(self, row: LogRow, unsorted: set[bytes] | None) -> bool:
         app, ts, cents, identity, email, keys = row
         if app in self._number:
             return False
@@ -92,6 +108,9 @@ class HistoryIndex:
                 by_key[key] = [found, n] if times[found] <= ts else [n, found]
             elif times[found[-1]] <= ts:
                 found.append(n)
+            elif unsorted is not None:  # out of time order: sorted at the end of `extend`
+                found.append(n)
+                unsorted.add(key)
             else:  # out of time order (a back-dated application): keep the list sorted
                 insort_right(found, n, key=times.__getitem__)
         return True

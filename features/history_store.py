@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -141,10 +141,13 @@ class SQLiteHistoryStore:
             "SELECT seq, app, ts, cents, identity, email, keys FROM applications WHERE seq > ? ORDER BY seq",
             (self._read_apps,),
         )
-        add = self._index.add
-        for seq, *row in rows:
-            add(tuple(row))  # the columns of LogRow, in its order
-            self._read_apps = seq
+
+        def read() -> Iterator[LogRow]:
+            for seq, *row in rows:
+                self._read_apps = seq
+                yield tuple(row)  # the columns of LogRow, in its order
+
+        self._index.extend(read())
         outcomes = self._db.execute(
             "SELECT seq, app, fraud, known_at FROM outcomes WHERE seq > ? ORDER BY seq",
             (self._read_outcomes,),
