@@ -25,6 +25,7 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -169,7 +170,8 @@ class SQLiteHistoryStore:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._catch_up()  # this process's own rows, in the order they were appended
         return cur.rowcount
@@ -182,27 +184,37 @@ class SQLiteHistoryStore:
                 self._catch_up()
                 return [self._index.features(int(row["ts"]), _blobs(row)) for row in batch]
         out = []
+        with self._appending() as appended:
+            for row in batch:
+                ts, blobs = int(row["ts"]), _blobs(row)
+                out.append(self._index.features(ts, blobs))
+                entry = _log_row(row, ts, blobs)
+                if self._index.add(entry):
+                    appended.append(entry)
+        return out
+
+    @contextmanager
+    def _appending(self) -> Iterator[list[LogRow]]:
+        """One write transaction: it first reads what the others appended, then the caller adds
+        applications to the index and to the list yielded, which is appended to the log and
+        committed. On any failure the index and the position read up to are as they were before."""
         with self._lock, self._writers:
             self._db.execute("BEGIN IMMEDIATE")
-            size = None
+            size = read = None
             try:
                 self._catch_up()
-                size = len(self._index)
-                appended = []
-                for row in batch:
-                    ts, blobs = int(row["ts"]), _blobs(row)
-                    out.append(self._index.features(ts, blobs))
-                    entry = _log_row(row, ts, blobs)
-                    if self._index.add(entry):
-                        appended.append(entry)
+                size, read = len(self._index), self._read_apps
+                appended: list[LogRow] = []
+                yield appended
                 self._append(appended)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
-                if size is not None:
+                if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+                    self._db.execute("ROLLBACK")
+                if size is not None and read is not None:
                     self._index.truncate(size)
+                    self._read_apps = read  # the numbers of rolled-back rows will be used again
                 raise
-        return out
 
     def _append(self, rows: Sequence[LogRow]) -> None:
         """Appends rows the index has taken; they take the next numbers of the log, which this
@@ -215,28 +227,14 @@ class SQLiteHistoryStore:
 
     def record_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Appends applications without looking anything up (loading a lender's history)."""
-        with self._lock, self._writers:
-            self._db.execute("BEGIN IMMEDIATE")
-            size = None
-            try:
-                self._catch_up()
-                size = len(self._index)
-                appended = []
-                for row in rows:
-                    entry = _log_row(row, int(row["ts"]), _blobs(row))
-                    if self._index.add(entry):
-                        appended.append(entry)
-                self._append(appended)
-                self._db.execute("COMMIT")
-                if self._checkpointer is not None:
-                    # A bulk load is not on the request path: fold it into the database now.
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if size is not None:
-                    self._index.truncate(size)
-                raise
+        with self._appending() as appended:
+            for row in rows:
+                entry = _log_row(row, int(row["ts"]), _blobs(row))
+                if self._index.add(entry):
+                    appended.append(entry)
+        if self._checkpointer is not None:
+            with self._lock:  # a bulk load is not on the request path: fold it into the database now
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return len(appended)
 
     def count(self) -> int:

@@ -165,6 +165,15 @@ def test_a_batch_that_fails_leaves_nothing_behind(keys, tmp_path):
         store.lookup_and_record([*rows[50:99], bad])
     assert store.count() == 50
     assert store.lookup_and_record([probe], record=False)[0] == before
+    # One the log refuses (no application id), after the others were taken into the index.
+    with pytest.raises(sqlite3.IntegrityError):
+        store.lookup_and_record([*rows[50:99], dict(rows[99], application_id=None)])
+    assert store.count() == 50
+    # Another process appends next, into the numbers the rolled-back rows had: it is still read.
+    other = SQLiteHistoryStore(tmp_path / "history.sqlite")
+    other.lookup_and_record(rows[50:60])
+    other.close()
+    assert store.count() == 60
     store.lookup_and_record(rows[50:])  # the same applications, now whole, are taken
     assert store.count() == 100
     store.close()
