@@ -28,7 +28,6 @@ LinkKey = tuple[int, bytes]  # (index in LINK_KEYS, keyed hash): a link key as t
 # its keys packed (`pack_keys`).
 LogRow = tuple[str, int, int, bytes | None, bytes | None, bytes]
 LINK_OF_KIND = tuple(LINK_KEYS.index(name) if name in LINK_KEYS else -1 for name in KEY_NAMES)
-KIND_OF_LINK = tuple(KEY_NAMES.index(name) for name in LINK_KEYS)
 _LINK_US = WINDOWS[LINK_WINDOW]
 _SPECS = tuple((spec, tuple((w, WINDOWS[w]) for w in spec.windows if w != LINK_WINDOW)) for spec in KEYS)
 
@@ -36,12 +35,6 @@ _SPECS = tuple((spec, tuple((w, WINDOWS[w]) for w in spec.windows if w != LINK_W
 def pack_keys(blobs: Mapping[str, bytes | None]) -> bytes:
     """An application's entity keys as the log and the index keep them."""
     return b"".join(bytes((i,)) + key for i, name in enumerate(KEY_NAMES) if (key := blobs[name]) is not None)
-
-
-def unpack_keys(packed: bytes) -> Iterator[tuple[int, bytes]]:
-    """(index in KEY_NAMES, keyed hash) of each key in `packed`."""
-    for j in range(0, len(packed), 17):
-        yield packed[j], packed[j + 1 : j + 17]
 
 
 class HistoryIndex:
@@ -62,9 +55,6 @@ class HistoryIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
-
-    def __contains__(self, app: str) -> bool:
-        return app in self._number
 
     def _share(self, value: bytes | None) -> bytes | None:
         return None if value is None else self._shared.setdefault(value, value)
