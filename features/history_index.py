@@ -27,6 +27,9 @@ LinkKey = tuple[int, bytes]  # (index in LINK_KEYS, keyed hash): a link key as t
 # One application as the log keeps it: id, time (µs), amount (cents), identity and email hashes, and
 # its keys packed (`pack_keys`).
 LogRow = tuple[str, int, int, bytes | None, bytes | None, bytes]
+# A key's carriers (application numbers in time order) and the positions [lo, hi) of those in the
+# link window before an application; hi also counts all of the key's applications before it.
+Span = tuple[Sequence[int], int, int]
 LINK_OF_KIND = tuple(LINK_KEYS.index(name) if name in LINK_KEYS else -1 for name in KEY_NAMES)
 _LINK_US = WINDOWS[LINK_WINDOW]
 _SPECS = tuple((spec, tuple((w, WINDOWS[w]) for w in spec.windows if w != LINK_WINDOW)) for spec in KEYS)
@@ -149,6 +152,7 @@ class HistoryIndex:
         """History features of an application at `ts` with hashed keys `blobs` (`HASHED` names),
         from the applications held (those at `ts` or later are not counted)."""
         aggregates: dict[str, KeyAggregate | None] = {}
+        spans: dict[str, Span] = {}
         times = self._ts
         for spec, shorter in _SPECS:
             key = blobs[spec.name]
@@ -157,6 +161,7 @@ class HistoryIndex:
                 continue
             carriers = self._carriers(key)
             lo, hi = self._span(carriers, ts - _LINK_US, ts)
+            spans[spec.name] = (carriers, lo, hi)
             apps = {LINK_WINDOW: hi - lo} if LINK_WINDOW in spec.windows else {}
             for w, width in shorter:
                 apps[w] = hi - bisect_left(carriers, ts - width, lo, hi, key=times.__getitem__)
@@ -172,8 +177,8 @@ class HistoryIndex:
         return online_history(
             ts,
             aggregates,
-            self._linked(links, blobs["identity"], ts),
-            self._confirmed(blobs, ts),
+            self._linked(spans, blobs["identity"]),
+            self._confirmed(spans, ts),
             self._ring(links, blobs["identity"], ts, aggregates),
         )
 
@@ -183,35 +188,33 @@ class HistoryIndex:
         found.discard(None)
         return len(found)
 
-    def _linked(self, links: Sequence[LinkKey], identity: bytes | None, ts: int) -> int | None:
+    def _linked(self, spans: Mapping[str, Span], identity: bytes | None) -> int | None:
         """Distinct other identities sharing a link key with the application in the link window
         (none when it has no identity: an unnamed application is linked to nobody by name)."""
-        if not links:
+        windows = [spans[name] for name in LINK_KEYS if name in spans]
+        if not windows:
             return None
         if identity is None:
             return 0
         found: set[bytes | None] = set()
-        for _, key in links:
-            carriers = self._carriers(key)
-            lo, hi = self._span(carriers, ts - _LINK_US, ts)
+        for carriers, lo, hi in windows:
             found.update(self._identity[n] for n in carriers[lo:hi])
         found.discard(None)
         found.discard(identity)
         return len(found)
 
-    def _confirmed(self, blobs: Mapping[str, bytes | None], ts: int) -> dict[str, int | None]:
+    def _confirmed(self, spans: Mapping[str, Span], ts: int) -> dict[str, int | None]:
         """Per link key: earlier applications with it whose fraud outcome was known before `ts`."""
         out: dict[str, int | None] = {}
-        known, ids, times = self._fraud_known, self._ids, self._ts
+        known, ids = self._fraud_known, self._ids
         for name in LINK_KEYS:
-            key = blobs[name]
-            if key is None:
+            span = spans.get(name)
+            if span is None:
                 out[name] = None
             elif not known:
                 out[name] = 0
             else:
-                carriers = self._carriers(key)
-                hi = bisect_left(carriers, ts, key=times.__getitem__)
+                carriers, _, hi = span  # hi: the carriers before `ts`, over all history
                 out[name] = sum(1 for n in carriers[:hi] if known.get(ids[n], ts) < ts)
         return out
 
