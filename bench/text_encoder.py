@@ -4,7 +4,8 @@
     uv run python bench/text_encoder.py [--encoder DIR] [--providers cpu] [--repeats 200]
 
 On a GPU machine: `--providers cuda,cpu` (the provider that actually ran is recorded; a run whose
-provider is not the one asked for says so). Writes bench/results/text_encoder[-<provider>].json/.md.
+provider is not the one asked for says so). Writes bench/results/text_encoder[-<provider>].json/.md
+(`--results NAME`: NAME.json/.md instead).
 
 Agreement with the fp32 graph on the CPU: `--write-reference FILE.npz` (on a CPU machine) saves 64
 texts and their fp32 embeddings; `--reference FILE.npz` encodes the same texts with each variant
@@ -86,12 +87,13 @@ def measure(encoder: TextEncoder, texts: list[str], batch: int, repeats: int) ->
     for call in calls[:5]:
         encoder.encode(call)  # warm-up
     lat = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for call in calls:
         t = time.perf_counter()
         encoder.encode(call)
         lat.append((time.perf_counter() - t) * 1000)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu  # ONNX Runtime's threads included
     per_call = percentiles(lat)
     return {
         "batch": batch,
@@ -99,6 +101,7 @@ def measure(encoder: TextEncoder, texts: list[str], batch: int, repeats: int) ->
         "latency_ms_per_call": per_call,
         "ms_per_text_p50": round(per_call["p50"] / batch, 3),
         "texts_per_s": round(batch * len(calls) / elapsed, 1),
+        "cpu_ms_per_text": round(cpu * 1000 / (batch * len(calls)), 3),
     }
 
 
@@ -145,6 +148,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32", help="texts per call, comma-separated")
     parser.add_argument("--reference", type=Path, help="report agreement with these fp32 embeddings")
     parser.add_argument("--write-reference", type=Path, help="write fp32 CPU embeddings of 64 texts; exit")
+    parser.add_argument("--results", default="", help="file name for the results (default text_encoder[-GPU])")
     args = parser.parse_args()
     providers = args.providers.split(",")
     if args.write_reference:
@@ -195,13 +199,15 @@ def main() -> None:
         "providers asked: "
         f"{','.join(providers)}; threads: {result['threads']}. Cache off: every text runs.",
         "",
-        "| variant | provider | tokens | batch | p50 ms/call | p99 ms/call | ms/text (p50) | texts/s |",
-        "|---|---|---|---|---|---|---|---|",
+        f"`uv run --frozen python bench/text_encoder.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| variant | provider | tokens | batch | p50 ms/call | p99 ms/call | ms/text (p50) | CPU ms/text | texts/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     md += [
         f"| {r['variant']} | {r['provider']} | {r['tokens']} | {r['batch']} | "
         f"{r['latency_ms_per_call']['p50']} | {r['latency_ms_per_call']['p99']} | "
-        f"{r['ms_per_text_p50']} | {r['texts_per_s']} |"
+        f"{r['ms_per_text_p50']} | {r.get('cpu_ms_per_text', '-')} | {r['texts_per_s']} |"
         for r in rows
     ]
     if agree:
@@ -211,9 +217,10 @@ def main() -> None:
             for k, v in agree.items()
         ]
     suffix = "" if not gpu else f"-{rows[0]['provider'].removesuffix('ExecutionProvider').lower()}"
+    name = args.results or f"text_encoder{suffix}"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"text_encoder{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"text_encoder{suffix}.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

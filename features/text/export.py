@@ -10,8 +10,11 @@ Input: a directory as Hugging Face stores a model (``config.json``, ``model.safe
 - ``tokenizer.json`` and ``encoder.json`` (identity, shapes, sha256 of every file).
 
 The graph uses ONNX Runtime's fused transformer operators (``com.microsoft`` domain):
-``EmbedLayerNormalization``, ``Attention``, ``SkipLayerNormalization`` and ``BiasGelu``, which have
-CPU and CUDA kernels. Inputs are ``input_ids`` and ``attention_mask`` (int64, batch x tokens); the
+``EmbedLayerNormalization``, ``Attention`` and ``BiasGelu``, which have CPU and CUDA kernels. Each
+residual + bias + layer norm is written as two ``Add`` and a standard ``LayerNormalization``: ONNX
+Runtime's optimizer fuses them back into ``SkipLayerNormalization`` for its CUDA kernel; a CPU-only
+session turns that fusion off (:mod:`features.text.encoder`), since on the CPU the fused kernel takes
+about 4.5 times as long as the three operators it replaces (docs/text.md). Inputs are ``input_ids`` and ``attention_mask`` (int64, batch x tokens); the
 output ``sentence_embedding`` (float32, batch x hidden) is the masked mean of the last layer, L2
 normalised, as sentence-transformers computes it.
 """
@@ -169,23 +172,25 @@ def build_graph(weights: Mapping[str, np.ndarray], config: BertConfig, name: str
     )
 
     def dense_residual_norm(x: str, residual: str, prefix: str, out: str) -> None:
-        """LayerNorm(x @ W + b + residual): a MatMul and one SkipLayerNormalization; `prefix` names
-        the checkpoint's `dense` and `LayerNorm` tensors of the block."""
+        """LayerNorm(x @ W + b + residual): a MatMul, two Adds and a LayerNormalization; `prefix`
+        names the checkpoint's `dense` and `LayerNorm` tensors of the block."""
         nodes.append(
             helper.make_node("MatMul", [x, init(f"{out}_w", w(prefix + ".dense.weight").T)], [f"{out}_proj"])
         )
         nodes.append(
+            helper.make_node("Add", [f"{out}_proj", init(f"{out}_b", w(prefix + ".dense.bias"))], [f"{out}_biased"])
+        )
+        nodes.append(helper.make_node("Add", [f"{out}_biased", residual], [f"{out}_sum"]))
+        nodes.append(
             helper.make_node(
-                "SkipLayerNormalization",
+                "LayerNormalization",
                 [
-                    f"{out}_proj",
-                    residual,
+                    f"{out}_sum",
                     init(f"{out}_ln_gamma", w(prefix + ".LayerNorm.weight")),
                     init(f"{out}_ln_beta", w(prefix + ".LayerNorm.bias")),
-                    init(f"{out}_b", w(prefix + ".dense.bias")),
                 ],
                 [out],
-                domain=MS_DOMAIN,
+                axis=-1,
                 epsilon=config.eps,
             )
         )

@@ -83,7 +83,8 @@ def test_batching_and_padding_do_not_change_an_embedding(encoder_dir, reference)
 def test_the_graph_uses_fused_operators_and_the_variants_differ_as_stated(encoder_dir):
     fp32 = onnx.load(encoder_dir / "model.fp32.onnx")
     ops = {n.op_type for n in fp32.graph.node}
-    assert {"EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu"} <= ops
+    assert {"EmbedLayerNormalization", "Attention", "LayerNormalization", "BiasGelu"} <= ops
+    assert "SkipLayerNormalization" not in ops  # fused by ONNX Runtime where it pays (not on the CPU)
     fp16 = onnx.load(encoder_dir / "model.fp16.onnx")
     onnx.checker.check_model(fp16)
     weights = [t for t in fp16.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
