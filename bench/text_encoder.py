@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32", help="texts per call, comma-separated")
     parser.add_argument("--reference", type=Path, help="report agreement with these fp32 embeddings")
     parser.add_argument("--write-reference", type=Path, help="write fp32 CPU embeddings of 64 texts; exit")
-    parser.add_argument("--results", default="", help="file name for the results (default text_encoder[-GPU])")
+    parser.add_argument("--results", default="", help="results file name (default text_encoder[-GPU])")
     args = parser.parse_args()
     providers = args.providers.split(",")
     if args.write_reference:
@@ -201,7 +201,8 @@ def main() -> None:
         "",
         f"`uv run --frozen python bench/text_encoder.py {' '.join(sys.argv[1:])}`",
         "",
-        "| variant | provider | tokens | batch | p50 ms/call | p99 ms/call | ms/text (p50) | CPU ms/text | texts/s |",
+        "| variant | provider | tokens | batch | p50 ms/call | p99 ms/call | ms/text (p50) | CPU ms/text "
+        "| texts/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     md += [

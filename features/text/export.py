@@ -13,10 +13,11 @@ The graph uses ONNX Runtime's fused transformer operators (``com.microsoft`` dom
 ``EmbedLayerNormalization``, ``Attention`` and ``BiasGelu``, which have CPU and CUDA kernels. Each
 residual + bias + layer norm is written as two ``Add`` and a standard ``LayerNormalization``: ONNX
 Runtime's optimizer fuses them back into ``SkipLayerNormalization`` for its CUDA kernel; a CPU-only
-session turns that fusion off (:mod:`features.text.encoder`), since on the CPU the fused kernel takes
-about 4.5 times as long as the three operators it replaces (docs/text.md). Inputs are ``input_ids`` and ``attention_mask`` (int64, batch x tokens); the
-output ``sentence_embedding`` (float32, batch x hidden) is the masked mean of the last layer, L2
-normalised, as sentence-transformers computes it.
+session turns that fusion off (:mod:`features.text.encoder`), since on the CPU the fused kernel
+takes about 4.5 times as long as the three operators it replaces (docs/text.md). Inputs are
+``input_ids`` and ``attention_mask`` (int64, batch x tokens); the output ``sentence_embedding``
+(float32, batch x hidden) is the masked mean of the last layer, L2 normalised, as sentence-
+transformers computes it.
 """
 
 from __future__ import annotations
@@ -177,9 +178,8 @@ def build_graph(weights: Mapping[str, np.ndarray], config: BertConfig, name: str
         nodes.append(
             helper.make_node("MatMul", [x, init(f"{out}_w", w(prefix + ".dense.weight").T)], [f"{out}_proj"])
         )
-        nodes.append(
-            helper.make_node("Add", [f"{out}_proj", init(f"{out}_b", w(prefix + ".dense.bias"))], [f"{out}_biased"])
-        )
+        bias = init(f"{out}_b", w(prefix + ".dense.bias"))
+        nodes.append(helper.make_node("Add", [f"{out}_proj", bias], [f"{out}_biased"]))
         nodes.append(helper.make_node("Add", [f"{out}_biased", residual], [f"{out}_sum"]))
         nodes.append(
             helper.make_node(
