@@ -148,7 +148,15 @@ class SQLiteHistoryStore:
                 self._read_apps = seq
                 yield tuple(row)  # the columns of LogRow, in its order
 
-        self._index.extend(read())
+        if self._read_apps == 0:  # the whole log: a key's lists are put in time order once, at the end
+            self._index.extend(read())
+        else:
+            # Another worker's latest appends: each goes into its place in a key's list, since
+            # sorting the whole list again (extend) costs its length per catch-up, and workers'
+            # appends interleave out of time order by a few milliseconds (with 2 workers at 500/s,
+            # the re-sorting was 12% of the samples; bench/results/profile-2w-500-gil.md).
+            for row in read():
+                self._index.add(row)
         outcomes = self._db.execute(
             "SELECT seq, app, fraud, known_at FROM outcomes WHERE seq > ? ORDER BY seq",
             (self._read_outcomes,),
