@@ -4,15 +4,22 @@ with history, the review queue and the labelled rows for retraining."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.schema import PII_COLUMNS, validate_row
-from scoring.audit import AuditRecord, AuditStore, AuditStoreError
+from scoring.audit import AuditRecord, AuditStore, AuditStoreError, _dumps, _plain
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
 from scoring.personal import payload_digest, pseudonymise
 from scoring.policy import Decision
@@ -315,3 +322,41 @@ def test_a_record_is_built_from_a_score_result(store: AuditStore):
         True,
         "text encoder unavailable",
     )
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # past 64 bits too: orjson cannot write those, json can
+    | st.floats()  # NaN and infinities: orjson would write null
+    | st.text(max_size=20)
+    | st.dates()
+    | st.datetimes(timezones=st.just(dt.UTC))
+    | st.sampled_from(list(Decision))
+    | st.builds(np.float64, st.floats(allow_nan=False))
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4).map(MappingProxyType)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_values)
+@settings(max_examples=300, deadline=None)
+def test_records_are_written_as_json_would_write_them(value: object):
+    # The stored text may differ in spacing; what reads back must be what json.dumps wrote.
+    expected = json.dumps(value, default=_plain)
+    got = _dumps(value)
+    assert json.dumps(json.loads(got)) == json.dumps(json.loads(expected))
+
+
+def test_a_feature_that_is_not_a_number_reads_back_as_one(store: AuditStore):
+    store.record(replace(record("A-NaN"), features={"ratio": math.nan, "amount": 1.5, "missing": None}))
+    features = store.get("A-NaN").features
+    assert math.isnan(features["ratio"]) and features["amount"] == 1.5 and features["missing"] is None
