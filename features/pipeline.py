@@ -111,13 +111,19 @@ class FeaturePipeline:
     _matrix_exprs: list[pl.Expr] = field(default_factory=list, repr=False)
     _codes_for: FeatureSpec | None = field(default=None, repr=False)
     _codes: list[tuple[str, dict[str, float] | None]] = field(default_factory=list, repr=False)
+    # The canonical schema is built once per spec too (about 40 us, every micro-batch's frame).
+    _schema_for: FeatureSpec | None = field(default=None, repr=False)
+    _schema: pl.Schema | None = field(default=None, repr=False)
 
     # -- frames ----------------------------------------------------------------------------
     def canonical_schema(self) -> pl.Schema:
-        schema = dict(CANONICAL_SCHEMA)
-        for a in self.spec.attributes if self.spec else ():
-            schema[a.column] = pl.Float64() if a.kind == "numeric" else pl.String()
-        return pl.Schema(schema)
+        """The canonical columns and this spec's attribute columns (not to be changed: shared)."""
+        if self._schema is None or self._schema_for is not self.spec:
+            schema = dict(CANONICAL_SCHEMA)
+            for a in self.spec.attributes if self.spec else ():
+                schema[a.column] = pl.Float64() if a.kind == "numeric" else pl.String()
+            self._schema, self._schema_for = pl.Schema(schema), self.spec
+        return self._schema
 
     def frame_from_rows(self, rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
         """A canonical frame from validated rows (as `validate_row` returns them)."""
