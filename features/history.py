@@ -181,21 +181,20 @@ def with_outcomes(keys: pl.DataFrame, label: ArrayLike, delay_days: float) -> pl
     )
 
 
-def entity_key_rows(
-    canonical: pl.DataFrame, secret: bytes, rows_of: Sequence[Mapping[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+def entity_key_rows(canonical: pl.DataFrame | rowwise.Batch, secret: bytes) -> list[dict[str, Any]]:
     """The same hashed keys as plain rows, for a serving batch: hashing a few values in Python
     costs microseconds, where a polars call per key column would cost milliseconds."""
     if not secret:
         raise ValueError("the history secret must not be empty")
+    batch = canonical if isinstance(canonical, rowwise.Batch) else rowwise.Batch.of_frame(canonical)
     rows: list[dict[str, Any]] | None = None
-    if canonical.height <= rowwise.ROW_PATH_MAX:  # a small batch: without polars' cost per call
-        canonical_rows = canonical.to_dicts() if rows_of is None else rows_of
-        if all(rowwise.accepts(r) for r in canonical_rows):
-            rows = [rowwise.key_values_row(r) for r in canonical_rows]
-    if rows is None:
-        rows = key_values(canonical).to_dicts()
-    for row, app in zip(rows, canonical.get_column("application_id"), strict=True):
+    if batch.rows is not None and all(rowwise.accepts(r) for r in batch.rows):  # without polars' cost
+        rows = [rowwise.key_values_row(r) for r in batch.rows]
+        apps = [r["application_id"] for r in batch.rows]
+    else:
+        rows = key_values(batch.frame).to_dicts()
+        apps = batch.frame.get_column("application_id").to_list()
+    for row, app in zip(rows, apps, strict=True):
         for name in HASHED:
             value = row[name]
             if value is not None:

@@ -114,6 +114,7 @@ class FeaturePipeline:
     # The canonical schema is built once per spec too (about 40 us, every micro-batch's frame).
     _schema_for: FeatureSpec | None = field(default=None, repr=False)
     _schema: pl.Schema | None = field(default=None, repr=False)
+    _kinds: list[tuple[str, rowwise.Kind]] = field(default_factory=list, repr=False)
 
     # -- frames ----------------------------------------------------------------------------
     def canonical_schema(self) -> pl.Schema:
@@ -123,6 +124,7 @@ class FeaturePipeline:
             for a in self.spec.attributes if self.spec else ():
                 schema[a.column] = pl.Float64() if a.kind == "numeric" else pl.String()
             self._schema, self._schema_for = pl.Schema(schema), self.spec
+            self._kinds = rowwise.kinds(self._schema)
         return self._schema
 
     def frame_from_rows(self, rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -131,6 +133,14 @@ class FeaturePipeline:
         cols = list(schema)
         records = [[row.get(c) for c in cols] for row in rows]
         return pl.DataFrame(records, schema=schema, orient="row")
+
+    def batch(self, rows: Sequence[Mapping[str, Any]]) -> rowwise.Batch:
+        """A serving micro-batch of validated rows: a small one as the rows its frame would give
+        (`rowwise.canonical_rows`), the frame itself built only if asked for."""
+        self.canonical_schema()  # the column kinds, for this spec
+        small = len(rows) <= rowwise.ROW_PATH_MAX
+        canonical = rowwise.canonical_rows(rows, self._kinds) if small else None
+        return rowwise.Batch(len(rows), canonical, lambda: self.frame_from_rows(rows))
 
     def features(
         self,

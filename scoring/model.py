@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from features.history import history_frame
 from features.pipeline import TEXT_PREFIX, FeaturePipeline, FeatureSpec
-from features.rowwise import ROW_PATH_MAX
+from features.rowwise import Batch
 from features.schema import PRODUCTS
 from features.text.signals import TextSpec
 from scoring.bundle import VerifiedBundle, read_bundle
@@ -189,26 +189,21 @@ class ScoringModel:
 
     def score_batch(
         self,
-        canonical: pl.DataFrame,
+        canonical: pl.DataFrame | Batch,
         history: Sequence[Mapping[str, float | None]] | None = None,
         text: pl.DataFrame | None = None,
-        canonical_rows: Sequence[Mapping[str, Any]] | None = None,
     ) -> BatchScores:
         """`score_frame` for a serving micro-batch, with `history` as the store's rows: a batch of
         up to ROW_PATH_MAX applications takes the row-wise path (the same features, values and
-        types without polars' fixed cost per call), a larger one or one it refuses takes polars.
-        `canonical_rows`: the frame's `to_dicts()`, when the caller has it already."""
+        types without polars' fixed cost per call), a larger one or one it refuses takes polars."""
         head = self.head_for(text)
-        if canonical.height <= ROW_PATH_MAX:
-            if canonical_rows is None:
-                canonical_rows = canonical.to_dicts()
-            rows = head.pipeline.feature_rows(
-                canonical_rows, history, None if text is None else text.to_dicts()
-            )
+        batch = canonical if isinstance(canonical, Batch) else Batch.of_frame(canonical)
+        if batch.rows is not None:
+            rows = head.pipeline.feature_rows(batch.rows, history, None if text is None else text.to_dicts())
             if rows is not None:
                 matrix = head.pipeline.matrix_from_rows(rows)
-                return self._scores(head, matrix, [r["product"] for r in canonical_rows], None, rows)
-        return self.score_frame(canonical, None if history is None else history_frame(history), text)
+                return self._scores(head, matrix, [r["product"] for r in batch.rows], None, rows)
+        return self.score_frame(batch.frame, None if history is None else history_frame(history), text)
 
     def _scores(
         self,

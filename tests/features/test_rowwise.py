@@ -5,6 +5,7 @@ rows with arbitrary text in every field."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -14,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.history import entity_key_rows, key_values
-from features.rowwise import ROW_PATH_MAX, accepts, key_values_row, tabular_row
-from features.schema import CANONICAL_SCHEMA
+from features.rowwise import ROW_PATH_MAX, accepts, canonical_rows, key_values_row, kinds, tabular_row
+from features.schema import CANONICAL_SCHEMA, validate_row
 from features.tabular import tabular_expressions
 from scoring.synth import generate
 
@@ -144,3 +145,58 @@ def test_serving_keys_hash_alike_on_either_path():
         for row in entity_key_rows(frame[start : start + ROW_PATH_MAX], b"secret")
     ]
     assert small == whole
+
+
+ATTRS = {"attr_bureau_score": pl.Float64(), "attr_segment": pl.String()}
+SCHEMA = pl.Schema({**CANONICAL_SCHEMA, **ATTRS})
+COLUMNS = kinds(SCHEMA)
+NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+VALIDATED = [
+    validate_row(raw, attributes={"bureau_score": 640 + i % 50, "segment": "retail"}, now=NOW)
+    for i, raw in enumerate(generate(300, seed=8).to_dicts())
+]
+
+
+def _as_polars_gives(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return pl.DataFrame([[r.get(c) for c in SCHEMA] for r in rows], schema=SCHEMA, orient="row").to_dicts()
+
+
+def _identical(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    assert [list(r) for r in got] == [list(r) for r in want]
+    for g, w in zip(got, want, strict=True):
+        wrong = {k: (g[k], w[k]) for k in w if not _same(g[k], w[k])}
+        tz = {k for k in w if isinstance(w[k], dt.datetime) and type(g[k].tzinfo) is not type(w[k].tzinfo)}
+        assert not wrong and not tz, (wrong, tz)
+
+
+def test_validated_rows_read_as_their_frame_would_give_them():
+    """A serving batch's rows skip the polars frame (`canonical_rows`): what the features read must
+    be what `frame.to_dicts()` gave, types and time zone included. Validated rows are all taken."""
+    for start in range(0, len(VALIDATED), ROW_PATH_MAX):
+        rows = VALIDATED[start : start + ROW_PATH_MAX]
+        got = canonical_rows(rows, COLUMNS)
+        assert got is not None
+        _identical(got, _as_polars_gives(rows))
+
+
+_ODD_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["\ud800", "x\udfff"])  # lone surrogates: polars refuses them
+    | st.dates()
+    | st.datetimes()
+    | st.datetimes(timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))]))
+)
+
+
+@given(st.sampled_from(list(SCHEMA)), _ODD_VALUES, st.integers(0, len(VALIDATED) - 1))
+@settings(max_examples=400, deadline=None)
+def test_a_value_polars_would_convert_is_left_to_polars(column: str, value: Any, i: int):
+    rows = [VALIDATED[i] | {column: value}]
+    got = canonical_rows(rows, COLUMNS)
+    if got is None:
+        return  # the frame is built, as before
+    _identical(got, _as_polars_gives(rows))
