@@ -168,7 +168,8 @@ def targets(
     r = _find(result, WORKERS2, "ScoreBatch streams of 2000")
     if r is not None:
         add(
-            "ScoreBatch >= 2000 applications/s, serve --workers 2 (2 streams, 2 connections)",
+            f"ScoreBatch >= 2000 applications/s, serve --workers 2 ({r.get('streams', 2)} streams, "
+            f"{r.get('connections', 2)} connections)",
             f"{_fmt(r['throughput_rps'])} applications/s",
             r["throughput_rps"] >= 2000,
         )
