@@ -116,7 +116,11 @@ def main() -> int:
             s,
         )
         digests = timed("payload digest", lambda: [payload_digest(r) for r in rows], s)
-        frame = timed("canonical frame", lambda: model.pipeline.frame_from_rows(rows), s)
+        # Since b5f7117 a small batch's rows are read as its frame would give them and the polars
+        # frame is built only where a step needs it (`FeaturePipeline.batch`); before, the frame.
+        pipeline = model.pipeline
+        canonical = pipeline.batch if hasattr(pipeline, "batch") else pipeline.frame_from_rows
+        frame = timed("canonical rows (the polars frame before b5f7117)", lambda: canonical(rows), s)
         keys = timed("hashed keys", lambda: entity_key_rows(frame, secret), s)
         history = timed("history lookup + append", lambda: store.lookup_and_record(keys), s)
         used = history if model.uses_history else None
