@@ -135,10 +135,9 @@ class Batch:
         self._frame: pl.DataFrame | None = None
 
     @classmethod
-    def of_frame(cls, frame: pl.DataFrame, rows: list[dict[str, Any]] | None = None) -> Batch:
+    def of_frame(cls, frame: pl.DataFrame) -> Batch:
         """A frame already built; its rows read when it is small enough for the row-wise path."""
-        if rows is None and frame.height <= ROW_PATH_MAX:
-            rows = frame.to_dicts()
+        rows = frame.to_dicts() if frame.height <= ROW_PATH_MAX else None
         batch = cls(frame.height, rows, lambda: frame)
         batch._frame = frame
         return batch
