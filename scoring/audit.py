@@ -10,38 +10,43 @@ settings say (`scoring.personal`), so the file holds no personal data in clear.
 
 Concurrency: one connection behind a lock (the service calls from a worker thread); each write is
 one `BEGIN IMMEDIATE` transaction, so two processes sharing the file are safe too.
+
+The record itself, and how it is written to the columns and read back: `scoring.audit_record`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import orjson
 import polars as pl
 
 from features.schema import CANONICAL_SCHEMA, FIELDS
 from features.writelock import Checkpointer, FileWriteLock
+from scoring.audit_record import (
+    COLUMNS,
+    OUTCOMES,
+    AuditRecord,
+    Outcome,
+    OutcomeRecord,
+    decode,
+    encode,
+    from_us,
+    to_us,
+)
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
-from scoring.explain import FeatureContribution, Reason
-from scoring.personal import Mode, PersonalData, iso
-from scoring.policy import Decision
-from scoring.results import ScoreResult
+from scoring.personal import Mode, PersonalData
+
+__all__ = ["FORMAT", "OUTCOMES", "AuditRecord", "AuditStore", "AuditStoreError", "Outcome", "OutcomeRecord"]
 
 # PRAGMA user_version of the file: 1 = decisions + outcome history
 FORMAT: Final = 1
-Outcome = Literal["CONFIRMED_FRAUD", "LEGITIMATE", "UNKNOWN"]
-OUTCOMES: Final = ("CONFIRMED_FRAUD", "LEGITIMATE", "UNKNOWN")
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US: Final = dt.timedelta(microseconds=1)
 
 
 class AuditStoreError(RuntimeError):
@@ -89,168 +94,6 @@ _ORDER: Final = {
     "score_desc": "score DESC, received_us DESC, application_id",
     "time_desc": "received_us DESC, application_id",
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditRecord:
-    """One scoring decision as answered. `received_at` is timezone-aware; `application` is the
-    canonical row (its personal fields protected by the store before it is written)."""
-
-    application_id: str
-    payload_sha256: str
-    received_at: dt.datetime
-    product: str
-    decision: str
-    probability: float
-    score: int
-    model_version: str
-    text_encoder: str
-    text_provider: str
-    degraded: bool
-    degraded_reason: str
-    latency_ms: float
-    reasons: Sequence[Mapping[str, Any]]
-    features: Mapping[str, float | str | None]
-    application: Mapping[str, Any]
-
-    @classmethod
-    def from_result(
-        cls,
-        result: ScoreResult,
-        *,
-        payload_sha256: str,
-        received_at: dt.datetime,
-        application: Mapping[str, Any],
-        features: Mapping[str, float | str | None],
-        reasons: Sequence[Mapping[str, Any]] | None = None,
-    ) -> AuditRecord:
-        """`reasons` default to the result's own, as plain dicts."""
-        if reasons is None:
-            reasons = [reason.as_dict() for reason in result.reasons]
-        return cls(
-            application_id=result.application_id,
-            payload_sha256=payload_sha256,
-            received_at=received_at,
-            product=result.product,
-            decision=str(result.decision),
-            probability=result.probability,
-            score=result.score,
-            model_version=result.model_version,
-            text_encoder=result.text_encoder,
-            text_provider=result.text_provider,
-            degraded=result.degraded,
-            degraded_reason=result.degraded_reason,
-            latency_ms=result.latency_ms,
-            reasons=list(reasons),
-            features=dict(features),
-            application=dict(application),
-        )
-
-    def to_result(self) -> ScoreResult:
-        """The answer this decision gave (`from_result` backwards), for a retry."""
-        return ScoreResult(
-            application_id=self.application_id,
-            product=self.product,
-            probability=self.probability,
-            score=self.score,
-            decision=Decision(self.decision),
-            model_version=self.model_version,
-            latency_ms=self.latency_ms,
-            degraded=self.degraded,
-            degraded_reason=self.degraded_reason,
-            text_encoder=self.text_encoder,
-            text_provider=self.text_provider,
-            reasons=tuple(
-                Reason(
-                    code=r["code"],
-                    description=r["description"],
-                    description_zh=r["description_zh"],
-                    contribution=float(r["contribution"]),
-                    features=tuple(
-                        FeatureContribution(f["name"], f["value"], float(f["contribution"]))
-                        for f in r["features"]
-                    ),
-                )
-                for r in self.reasons
-            ),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeRecord:
-    application_id: str
-    outcome: Outcome
-    fraud_type: str
-    reviewer: str
-    note: str
-    at: dt.datetime
-
-
-def _us(at: dt.datetime) -> int:
-    if at.tzinfo is None:
-        raise ValueError(f"times must be timezone-aware (got {at.isoformat()})")
-    return (at - _EPOCH) // _US
-
-
-def _time(us: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=us)
-
-
-_NAMES: Final = tuple(f.name for f in fields(AuditRecord))
-_COLUMNS: Final = ", ".join("received_us" if name == "received_at" else name for name in _NAMES)
-_JSON: Final = ("reasons", "features", "application")
-
-
-def _plain(value: Any) -> Any:
-    """What json cannot write itself: read-only mappings and other sequences, dates."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    return iso(value) if isinstance(value, dt.date) else list(value)
-
-
-# orjson hands dates and dataclasses to `_plain` as json does (it would write them its own way).
-_ORJSON: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-
-def _finite(value: Any) -> bool:
-    """False where a float in `value` is NaN or infinite (orjson writes them as null, json as NaN)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, Mapping):
-        return all(map(_finite, value.values()))
-    if isinstance(value, list | tuple):
-        return all(map(_finite, value))
-    return True
-
-
-def _dumps(value: Any) -> str:
-    """`json.dumps(value, default=_plain)` as json.loads reads it back: orjson writes a decision's
-    record about 15 times faster (92 against 5 µs in a probe; json's encoder was 4-6% of a loaded
-    server's samples), and what it would write otherwise (NaN, infinities) or cannot write (a float
-    subclass such as numpy's, an integer past 64 bits) goes to json. Only the spacing differs."""
-    if _finite(value):
-        try:
-            return orjson.dumps(value, default=_plain, option=_ORJSON).decode()
-        except orjson.JSONEncodeError:
-            pass
-    return json.dumps(value, default=_plain)
-
-
-def _encode(rec: AuditRecord, application: Mapping[str, Any]) -> list[Any]:
-    """The record's column values, with `application` (its protected form) in place of its own."""
-    values = {name: getattr(rec, name) for name in _NAMES}
-    values["application"] = application
-    values |= {name: _dumps(values[name]) for name in _JSON}
-    values |= {"received_at": _us(rec.received_at), "decision": str(rec.decision)}
-    values["degraded"] = int(rec.degraded)
-    return list(values.values())
-
-
-def _record(row: Sequence[Any]) -> AuditRecord:
-    values = dict(zip(_NAMES, row, strict=True))
-    values |= {name: json.loads(values[name]) for name in _JSON}
-    values |= {"received_at": _time(values["received_at"]), "degraded": bool(values["degraded"])}
-    return AuditRecord(**values)
 
 
 class AuditStore:
@@ -310,12 +153,12 @@ class AuditStore:
         all. Each item is what `record` would return, or the conflict it would raise. `as_stored`
         False: a new record comes back as given, not read back from what was written (the service
         answers from its own result; reading back costs a JSON parse of each record)."""
-        encoded = [_encode(r, self.personal.protect(r.application_id, r.application)) for r in records]
+        encoded = [encode(r, self.personal.protect(r.application_id, r.application)) for r in records]
         existing: list[AuditRecord | None] = []
         with self._lock, self._transaction():
             for rec, values in zip(records, encoded, strict=True):
                 inserted = self._db.execute(
-                    f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                    f"INSERT INTO decisions ({COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
                     "ON CONFLICT (application_id) DO NOTHING",
                     values,
                 ).rowcount
@@ -323,7 +166,7 @@ class AuditStore:
         out: list[tuple[AuditRecord, bool] | IdempotencyConflictError] = []
         for rec, values, old in zip(records, encoded, existing, strict=True):
             if old is None:
-                out.append((_record(values) if as_stored else rec, True))  # as_stored: as `get` reads it
+                out.append((decode(values) if as_stored else rec, True))  # as_stored: as `get` reads it
             elif old.payload_sha256 != rec.payload_sha256:
                 out.append(
                     IdempotencyConflictError(
@@ -347,15 +190,15 @@ class AuditStore:
         marks = ", ".join("?" * len(application_ids))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE application_id IN ({marks})", list(application_ids)
+                f"SELECT {COLUMNS} FROM decisions WHERE application_id IN ({marks})", list(application_ids)
             ).fetchall()
-        return {rec.application_id: rec for rec in map(_record, rows)}
+        return {rec.application_id: rec for rec in map(decode, rows)}
 
     def _get(self, application_id: str) -> AuditRecord | None:
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM decisions WHERE application_id = ?", (application_id,)
+            f"SELECT {COLUMNS} FROM decisions WHERE application_id = ?", (application_id,)
         ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else decode(row)
 
     def record_outcome(
         self,
@@ -371,7 +214,7 @@ class AuditStore:
         order) is its label. An officer corrects an outcome by recording another."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)} (got {outcome!r})")
-        at_us = _us(at or dt.datetime.now(dt.UTC))
+        at_us = to_us(at or dt.datetime.now(dt.UTC))
         with self._lock, self._transaction():
             known = self._db.execute("SELECT 1 FROM decisions WHERE application_id = ?", (application_id,))
             if known.fetchone() is None:
@@ -404,7 +247,7 @@ class AuditStore:
                 list(application_ids),
             ).fetchall()
         return {
-            app: OutcomeRecord(app, outcome, fraud_type, reviewer, note, _time(at_us))
+            app: OutcomeRecord(app, outcome, fraud_type, reviewer, note, from_us(at_us))
             for app, outcome, fraud_type, reviewer, note, at_us in rows
         }
 
@@ -433,10 +276,10 @@ class AuditStore:
             params.append(int(min_score))
         if unreviewed_only:
             where.append("latest_outcome IS NULL")
-        sql = f"SELECT {_COLUMNS} FROM decisions WHERE {' AND '.join(where) or '1'} ORDER BY {_ORDER[order]} "
+        sql = f"SELECT {COLUMNS} FROM decisions WHERE {' AND '.join(where) or '1'} ORDER BY {_ORDER[order]} "
         with self._lock:
             rows = self._db.execute(sql + "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
-        return [_record(row) for row in rows]
+        return [decode(row) for row in rows]
 
     @staticmethod
     def _filters(
@@ -453,10 +296,10 @@ class AuditStore:
                 params += [str(v) for v in values]
         if since is not None:
             where.append("received_us >= ?")
-            params.append(_us(since))
+            params.append(to_us(since))
         if until is not None:
             where.append("received_us < ?")
-            params.append(_us(until))
+            params.append(to_us(until))
         return where, params
 
     def labelled(
@@ -513,7 +356,7 @@ class AuditStore:
     def probe(self) -> None:
         """Commits a write of 64 KiB and takes it back (two transactions): raises while the store
         cannot commit that much (disk full, I/O error). The health check's recovery probe."""
-        at_us = _us(dt.datetime.now(dt.UTC))
+        at_us = to_us(dt.datetime.now(dt.UTC))
         with self._lock:
             with self._transaction():
                 self._db.execute(

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.schema import PII_COLUMNS, validate_row
-from scoring.audit import AuditRecord, AuditStore, AuditStoreError, _dumps, _plain
+from scoring.audit import AuditRecord, AuditStore, AuditStoreError
+from scoring.audit_record import dumps, plain
 from scoring.errors import IdempotencyConflictError, UnknownApplicationError
 from scoring.personal import payload_digest, pseudonymise
 from scoring.policy import Decision
@@ -351,8 +352,8 @@ _values = st.recursive(
 @settings(max_examples=300, deadline=None)
 def test_records_are_written_as_json_would_write_them(value: object):
     # The stored text may differ in spacing; what reads back must be what json.dumps wrote.
-    expected = json.dumps(value, default=_plain)
-    got = _dumps(value)
+    expected = json.dumps(value, default=plain)
+    got = dumps(value)
     assert json.dumps(json.loads(got)) == json.dumps(json.loads(expected))
 
 
