@@ -370,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--host")
     p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    p.add_argument(
+        "--worker-port-base",
+        type=int,
+        help="with --workers N: worker i also listens alone on this port + i (callers balance calls)",
+    )
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the parent of --workers N
 
     from scoring.cli_admin import add_parsers, client_arguments
@@ -397,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     overrides = {
         k: getattr(args, k)
-        for k in ("bundle", "port", "host", "workers")
+        for k in ("bundle", "port", "host", "workers", "worker_port_base")
         if getattr(args, k, None) is not None
     }
     settings = Settings(**overrides)

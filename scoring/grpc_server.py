@@ -234,7 +234,16 @@ class FraudScoringServicer:
 class Server:
     """The running gRPC server: scoring, health and reflection on one port."""
 
-    def __init__(self, service: ScoringService, settings: Settings, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        service: ScoringService,
+        settings: Settings,
+        *,
+        reuse_port: bool = False,
+        own_port: int | None = None,
+    ) -> None:
+        """`reuse_port`: a worker of `serve --workers N`, binding the port its siblings share;
+        `own_port`: the port it also listens on alone (`Settings.worker_port_base`)."""
         self.service = service
         self.settings = settings
         # Off unless this is one of `serve --workers N`'s processes: a second server started by
@@ -253,15 +262,21 @@ class Server:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc
         )
-        address = f"{settings.host}:{settings.port}"
+        self.port = self._listen(settings.port)
+        self.own_port = self._listen(own_port) if own_port is not None else None
+        service.health.listen(self._on_health)
+
+    def _listen(self, port: int) -> int:
+        settings = self.settings
+        address = f"{settings.host}:{port}"
         if settings.tls_cert is not None and settings.tls_key is not None:
             credentials = server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-            self.port = self.grpc.add_secure_port(address, credentials)
+            bound: int = self.grpc.add_secure_port(address, credentials)
         else:
-            self.port = self.grpc.add_insecure_port(address)
-        service.health.listen(self._on_health)
-        if self.port == 0:
-            raise OSError(f"could not bind {settings.host}:{settings.port}")
+            bound = self.grpc.add_insecure_port(address)
+        if bound == 0:
+            raise OSError(f"could not bind {address}")
+        return bound
 
     async def start(self) -> None:
         await self.service.start()

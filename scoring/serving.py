@@ -30,14 +30,16 @@ async def serve_forever(
     on_ready: Callable[[int, int | None, int | None], None],
     *,
     review: ReviewSite | None = None,
-    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> None:
     """Serves until SIGINT/SIGTERM; `review` None serves no page. `on_ready(grpc port, review page
-    port, metrics port)`. `reuse_port`: a worker binding the port its siblings share."""
+    port, metrics port)`. `worker`: the index of a worker of `serve --workers N`, binding the port
+    its siblings share (and its own port, `Settings.worker_port_base`)."""
     from scoring.grpc_server import Server
     from scoring.telemetry import MetricsSite, watch_gc
 
-    server = Server(service, settings, reuse_port=reuse_port)
+    reuse_port = worker is not None
+    server = Server(service, settings, reuse_port=reuse_port, own_port=settings.worker_port(worker))
     await server.start()
     review_port = await review.start() if review is not None else None
     metrics = None
@@ -199,10 +201,12 @@ def serve(
         def ready(port: int, review_port: int | None, metrics_port: int | None) -> None:
             host = settings.review_host or settings.host
             notes = f" (model {model.version})"
+            if (own := settings.worker_port(worker)) is not None:
+                notes += f"; its own port {settings.host}:{own}"
             notes += f"; review page on http://{host}:{review_port}/" if review_port else ""
             notes += f"; metrics on http://{settings.host}:{metrics_port}/metrics" if metrics_port else ""
             tls = " over TLS" if settings.tls_cert else ""
             print(f"fraudscore: serving gRPC on {settings.host}:{port}{tls}{notes}", flush=True)
 
-        asyncio.run(serve_forever(service, settings, ready, review=review, reuse_port=worker is not None))
+        asyncio.run(serve_forever(service, settings, ready, review=review, worker=worker))
     return 0

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     scores on about one core; more use more cores, each with its own model and encoder in memory.
     The kernel spreads connections, not calls: a caller's channel stays on one worker. Worker 0
     serves the review page; worker i its metrics on `metrics_port + i`."""
+    worker_port_base: int | None = Field(default=None, ge=1, le=65535)
+    """With `workers` > 1: worker i also listens on `worker_port_base + i`, a port of its own, so
+    that a caller can spread calls, not connections, over the workers: a gRPC channel to all the
+    workers' ports with the `round_robin` load-balancing policy (`docs/operations.md`). None: the
+    shared port only."""
     model_threads: int = Field(default=1, ge=1, le=64)
     """Threads LightGBM uses per prediction call (unset, it would take every core for one row)."""
     max_message_bytes: int = Field(default=1 << 20, ge=1 << 16)
@@ -147,6 +152,21 @@ class Settings(BaseSettings):
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         return self
+
+    @model_validator(mode="after")
+    def _worker_ports(self) -> Settings:
+        if self.worker_port_base is not None and self.worker_port_base + self.workers - 1 > 65535:
+            raise ValueError(
+                f"worker_port_base {self.worker_port_base} leaves no port for worker {self.workers - 1} "
+                "(worker i listens on worker_port_base + i, at most 65535)"
+            )
+        return self
+
+    def worker_port(self, worker: int | None) -> int | None:
+        """The port of worker `worker` alone (`worker_port_base`); None for a single process."""
+        if worker is None or self.worker_port_base is None:
+            return None
+        return self.worker_port_base + worker
 
     def resolved_bundle(self) -> Path:
         return self.bundle if self.bundle is not None else self.data_dir / "demo-bundle"

@@ -14,6 +14,10 @@ encoder, the secrets, the first admin), keeps the port bound for the workers' wh
 other program takes it between two of them), restarts a worker that dies, and on SIGTERM/SIGINT
 stops them gracefully. Only worker 0 serves the review page; worker i serves its metrics on
 `metrics_port + i` (each worker's own counters).
+
+Calls, not connections, are spread by the caller: with `worker_port_base` set, worker i also
+listens on `worker_port_base + i` alone, and a gRPC channel to all those ports with the
+`round_robin` policy sends each call to the next worker (one connection to each).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
 def worker_env(settings: Settings, index: int) -> dict[str, str]:
     """The environment of worker `index`: the review page on worker 0 only, metrics one port each."""
     env = dict(os.environ, FRAUDSCORE_WORKERS="1")
+    if settings.worker_port_base is not None:  # the worker adds its index (`Settings.worker_port`)
+        env["FRAUDSCORE_WORKER_PORT_BASE"] = str(settings.worker_port_base)
     if index > 0 or settings.review_port is None:
         env["FRAUDSCORE_REVIEW_PORT"] = "none"
     if settings.metrics_port is None:
@@ -202,9 +208,9 @@ def serve_workers(settings: Settings, bundle: Path, model_version: str) -> int:
 
         def ready(lines: list[str]) -> None:
             tls = " over TLS" if settings.tls_cert else ""
-            print(
-                f"{READY}{settings.host}:{port}{tls} (model {model_version}; {len(lines)} worker processes)",
-                flush=True,
-            )
+            notes = f"model {model_version}; {len(lines)} worker processes"
+            if (base := settings.worker_port_base) is not None:
+                notes += f"; worker i also alone on port {base} + i ({base}-{base + len(lines) - 1})"
+            print(f"{READY}{settings.host}:{port}{tls} ({notes})", flush=True)
 
         return Supervisor(settings, bundle, port).run(ready)

@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -73,11 +74,25 @@ def _env(settings, data: Path) -> dict[str, str]:
     )
 
 
-def _serve_two_workers(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+def _free_port_pair() -> int:
+    """A port p such that p and p + 1 are free now (the workers' own ports)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as second, contextlib.suppress(OSError):
+                second.bind(("127.0.0.1", port + 1))
+                return int(port)
+    raise AssertionError("no two free consecutive ports")
+
+
+def _serve_two_workers(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[str]:
     """`fraudscore serve --workers 2 --port 0` as a user starts it; stderr into `log`."""
     with log.open("w") as err:
         return subprocess.Popen(
-            [FRAUDSCORE, "serve", "--workers", "2", "--port", "0"],
+            [FRAUDSCORE, "serve", "--workers", "2", "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -87,7 +102,8 @@ def _serve_two_workers(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
 
 def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
     data = tmp_path / "var"
-    proc = _serve_two_workers(_env(settings, data), tmp_path / "stderr.log")
+    base = _free_port_pair()
+    proc = _serve_two_workers(_env(settings, data), tmp_path / "stderr.log", "--worker-port-base", str(base))
     try:
         lines = _lines_until(proc, r"^fraudscore: serving gRPC on ")
         port = int(re.search(r"serving gRPC on 127\.0\.0\.1:(\d+) .*2 worker processes", lines[-1]).group(1))
@@ -97,6 +113,8 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
             if (m := re.match(r"fraudscore: worker (\d) \(pid (\d+)\) ready: (.*)", line))
         }
         assert sorted(ready) == [0, 1]
+        assert f"worker i also alone on port {base} + i" in lines[-1]
+        assert all(f"its own port 127.0.0.1:{base + i}" in ready[i].group(3) for i in (0, 1))
         assert "review page on" in ready[0].group(3) and "review page" not in ready[1].group(3)
         metrics = {i: re.search(r"metrics on (\S+)", m.group(3)).group(1) for i, m in ready.items()}
 
@@ -113,6 +131,17 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
         assert sum(_decisions(metrics[i]) for i in (0, 1)) == CHANNELS  # none scored twice
         with AuditStore(data / "audit.sqlite", secret=settings.audit_secret()) as audit:
             assert all(audit.get(a.application_id) is not None for a in apps)
+
+        # One channel to the workers' own ports with round_robin: its calls, not just its
+        # connections, go to both workers in turn (on the shared port one channel reaches one).
+        before = [_decisions(metrics[i]) for i in (0, 1)]
+        target = f"ipv4:127.0.0.1:{base},127.0.0.1:{base + 1}"
+        with grpc.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")]) as channel:
+            stub = pb_grpc.FraudScoringStub(channel)
+            for _ in range(20):
+                stub.Score(pb.ScoreRequest(application=with_attributes(application())), timeout=30)
+        spread = [_decisions(metrics[i]) - before[i] for i in (0, 1)]
+        assert sum(spread) == 20 and min(spread) >= 5, spread  # strict turns once both are connected
 
         # A worker killed outright is restarted on the same port; the service answers meanwhile.
         os.kill(int(ready[1].group(2)), signal.SIGKILL)
