@@ -8,6 +8,11 @@ second, p50, p99 and server CPU per answer.
         [--concurrency 16 | --rate R | --stream N] [--seconds 10] [--rounds 3] [--workers 1]
         [--results ab-NAME]
 
+A revision written `REV+rr` (with `--workers N`, revisions since aedec5c) is served with each
+worker also on a port of its own (`--worker-port-base`), and the client's channels use gRPC's
+round_robin policy over those ports: calls, not connections, are spread over the workers. `ab.py
+HEAD HEAD+rr --workers 2` compares the two ways of reaching the same code.
+
 Writes bench/results/NAME.json and NAME.md (default ab). One load phase per run: for the whole set of
 scenarios use `bench/suite.py --rev REV --results NAME`.
 """
@@ -75,7 +80,9 @@ def main() -> int:
     if len(args.revs) < 2:
         parser.error("give at least two revisions")
     work = Path(tempfile.mkdtemp(prefix="fraudscore-ab-"))
-    sources = {rev: fs.export(rev, work / f"source-{i}") for i, rev in enumerate(args.revs)}
+    sources = {
+        rev: fs.export(rev.removesuffix("+rr"), work / f"source-{i}") for i, rev in enumerate(args.revs)
+    }
     pool = fs.Pool(prefix=f"AB-{int(time.time())}")
     kind = "text128" if args.kind == "text" else args.mix
     runs: list[dict[str, Any]] = []
@@ -86,12 +93,18 @@ def main() -> int:
             # Enough that no application is sent twice (a repeat is answered from the record).
             in_flight = args.stream * _connections(args)
             requests = pool.requests(kind, int(per_second * args.seconds * 1.2) + in_flight)
+            balanced = rev.endswith("+rr")
             server = fs.start_server(
-                fs.bundle(args.kind), work / f"state-{round_}-{commit[:12]}", source, workers=args.workers
+                fs.bundle(args.kind),
+                work / f"state-{round_}-{commit[:12]}",
+                source,
+                workers=args.workers,
+                balanced=balanced,
             )
             try:
                 before = fs.server_counters(server)
-                result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
+                target = server.balanced_target if balanced and server.balanced_target else server.target
+                result = asyncio.run(drive(args, target, server.pid, warm, requests))
                 result["server_counters"] = fs.counters_during(before, fs.server_counters(server))
             finally:
                 server.stop()

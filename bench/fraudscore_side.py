@@ -210,6 +210,9 @@ class FraudscoreServer:
     target: str
     state: Path
     metrics_url: str | None = None  # /metrics of the process (of one worker under `--workers N`)
+    # `--workers N --worker-port-base B`: a gRPC target of every worker's own port, for a channel with
+    # the round_robin policy (calls spread over the workers, not connections)
+    balanced_target: str | None = None
 
     @property
     def pid(self) -> int:
@@ -226,12 +229,40 @@ class FraudscoreServer:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def free_ports(n: int) -> int:
+    """A port p such that p .. p + n - 1 are free now."""
+    import contextlib
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            base = int(first.getsockname()[1])
+            if base + n - 1 > 65535:
+                continue
+            with contextlib.ExitStack() as stack:
+                try:
+                    for port in range(base + 1, base + n):
+                        stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return base
+    raise SystemExit(f"no {n} free consecutive ports")
+
+
 def start_server(
-    bundle_dir: Path, state: Path, source: Path | None = None, *, workers: int = 1
+    bundle_dir: Path,
+    state: Path,
+    source: Path | None = None,
+    *,
+    workers: int = 1,
+    balanced: bool = False,
 ) -> FraudscoreServer:
     """`fraudscore serve` on copies of the history store and text index and a fresh audit store,
     so every run starts from the same state; with `source`, the code exported there (`export`);
-    `workers` > 1: `serve --workers N` (N processes on one port; the pid is their parent's)."""
+    `workers` > 1: `serve --workers N` (N processes on one port; the pid is their parent's);
+    `balanced`: each worker also on a port of its own (`--worker-port-base`, since aedec5c), for a
+    client that spreads calls over them (`balanced_target`)."""
     state.mkdir(parents=True, exist_ok=True)
     for name in ("history.sqlite", "text-index.sqlite"):
         if (DATA / name).exists():
@@ -249,6 +280,9 @@ def start_server(
         "FRAUDSCORE_REVIEW_PORT": "none",
     }
     command = _fraudscore()
+    if balanced and workers < 2:
+        raise SystemExit("balanced needs workers > 1")
+    base = free_ports(workers) if balanced else 0
     if source is not None:  # ahead of the editable install of the working tree on sys.path
         environment["PYTHONPATH"] = str(source)
         command = [sys.executable, "-m", "scoring.cli"]
@@ -262,6 +296,7 @@ def start_server(
             "--bundle",
             str(bundle_dir),
             *(["--workers", str(workers)] if workers > 1 else []),
+            *(["--worker-port-base", str(base)] if balanced else []),
         ],
         stdout=subprocess.PIPE,
         stderr=log,
@@ -273,7 +308,10 @@ def start_server(
     for line in proc.stdout:
         if line.startswith("fraudscore: serving gRPC on "):
             metrics = line.split("metrics on ")[1].strip() if "metrics on " in line else None
-            return FraudscoreServer(proc, line.split(" on ")[1].split(" ")[0], state, metrics)
+            target = line.split(" on ")[1].split(" ")[0]
+            host = target.rsplit(":", 1)[0]
+            own = f"ipv4:{','.join(f'{host}:{base + i}' for i in range(workers))}" if balanced else None
+            return FraudscoreServer(proc, target, state, metrics, own)
     raise SystemExit(f"fraudscore serve did not start; see {state / 'server.log'}")
 
 

@@ -180,10 +180,13 @@ def spread(calls: Sequence[UnaryCall]) -> UnaryCall:
 
 def channels(target: str, n: int) -> list[grpc.aio.Channel]:
     """`n` channels to `target`, each on its own connection (gRPC would share one among channels
-    with equal arguments)."""
-    return [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)
-    ]
+    with equal arguments). A target of several addresses (`ipv4:a:p,b:q`, each worker's own port)
+    gets gRPC's round_robin policy: each channel then holds a connection to every address and sends
+    each call to the next."""
+    options: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1)]
+    if "," in target:
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    return [grpc.aio.insecure_channel(target, options=options) for _ in range(n)]
 
 
 @contextlib.asynccontextmanager
