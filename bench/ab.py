@@ -43,6 +43,8 @@ def _connections(args: argparse.Namespace) -> int:
     """As the suite: one connection alone; with several workers 8 a worker for unary calls and 4 a
     worker for ScoreBatch (a stream on each). SO_REUSEPORT spreads connections, not calls: with
     one stream a worker, both streams of 2 workers landed on one worker about half the time."""
+    if args.connections:
+        return int(args.connections)
     if args.workers == 1:
         return 1
     return (4 if args.stream else 8) * args.workers
@@ -75,6 +77,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="client channels (default: 1 alone; 8 a worker, 4 for ScoreBatch); with REV+rr each "
+        "channel holds a connection to every worker",
+    )
     parser.add_argument("--results", default="ab")
     args = parser.parse_args()
     if len(args.revs) < 2:
