@@ -155,11 +155,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _worker_ports(self) -> Settings:
-        if self.worker_port_base is not None and self.worker_port_base + self.workers - 1 > 65535:
+        base = self.worker_port_base
+        if base is None:
+            return self
+        if base + self.workers - 1 > 65535:
             raise ValueError(
-                f"worker_port_base {self.worker_port_base} leaves no port for worker {self.workers - 1} "
+                f"worker_port_base {base} leaves no port for worker {self.workers - 1} "
                 "(worker i listens on worker_port_base + i, at most 65535)"
             )
+        own = range(base, base + self.workers)
+        taken: dict[str, list[int | None]] = {"port": [self.port], "review_port": [self.review_port]}
+        if self.metrics_port:
+            taken["metrics_port + i"] = list(range(self.metrics_port, self.metrics_port + self.workers))
+        for name, ports in taken.items():
+            if any(p in own for p in ports if p):
+                raise ValueError(
+                    f"worker_port_base {base}: the workers' own ports {base}-{own[-1]} overlap {name}"
+                )
         return self
 
     def worker_port(self, worker: int | None) -> int | None:

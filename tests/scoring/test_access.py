@@ -226,6 +226,16 @@ def test_tls_settings_come_in_pairs(tmp_path):
         Settings(tls_client_ca=tmp_path / "ca.pem", _env_file=None)  # type: ignore[call-arg]
 
 
+def test_worker_ports_must_not_overlap_the_others():
+    ok = Settings(workers=2, port=50051, worker_port_base=50061, _env_file=None)  # type: ignore[call-arg]
+    assert [ok.worker_port(i) for i in (0, 1)] == [50061, 50062] and ok.worker_port(None) is None
+    for clash, name in ((50050, "port"), (9094, "metrics_port"), (8079, "review_port")):
+        with pytest.raises(ValueError, match=f"overlap {name}"):
+            Settings(workers=2, port=50051, worker_port_base=clash, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="leaves no port for worker 1"):
+        Settings(workers=2, worker_port_base=65535, _env_file=None)  # type: ignore[call-arg]
+
+
 def _value(exposition: str, name: str) -> float:
     line = next(line for line in exposition.splitlines() if line.startswith(name + " "))
     return float(line.split()[1])
