@@ -5,7 +5,9 @@ convert a format-4 file first where the store is one.
     uv run --frozen python bench/history_memory.py [--store var/history.sqlite] [--results NAME]
 
 The store itself is not touched: a copy is converted (in a child process, so that the conversion's
-own memory does not count) and opened. Writes bench/results/NAME.{json,md} (default history_memory).
+own memory does not count) and opened. Also says which of the index's structures hold the memory
+(`sys.getsizeof` of each container and of the objects it alone holds). Writes
+bench/results/NAME.{json,md} (default history_memory).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -33,6 +36,34 @@ def _rss_mib() -> float:
     exec, so a child of a large process does not report its parent's)."""
     status = Path("/proc/self/status").read_text()
     return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def breakdown(index: Any) -> dict[str, int]:
+    """Bytes held by each structure of a `features.history_index.HistoryIndex`: its containers and
+    the objects in them (each object counted once, where it is first met)."""
+    seen: set[int] = set()
+
+    def own(obj: object) -> int:
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        return sys.getsizeof(obj)
+
+    by_key = index._by_key
+    return {
+        "application ids and their numbers (dict)": own(index._number)
+        + sum(own(k) + own(v) for k, v in index._number.items())
+        + own(index._ids),
+        "times and amounts (arrays)": own(index._ts) + own(index._cents),
+        "identity and email hashes (lists, shared bytes)": own(index._identity)
+        + own(index._email)
+        + own(index._shared)
+        + sum(own(v) for v in index._shared.values()),
+        "each application's packed keys (bytes)": own(index._keys) + sum(own(k) for k in index._keys),
+        "key -> applications: the dict's table": own(by_key),
+        "key -> applications: the 16-byte keys": sum(own(k) for k in by_key),
+        "key -> applications: numbers and lists": sum(own(v) for v in by_key.values()),
+    }
 
 
 def main() -> int:
@@ -63,6 +94,10 @@ def main() -> int:
         store = SQLiteHistoryStore(copy)
         open_s = time.perf_counter() - started
         peak = _rss_mib()
+        index = store._index
+        held = breakdown(index)
+        distinct_keys = len(index._by_key)
+        repeated_keys = sum(1 for v in index._by_key.values() if isinstance(v, list))
         db = sqlite3.connect(copy)
         apps, first, last = db.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM applications").fetchone()
         keys = sum(len(k) // 17 for (k,) in db.execute("SELECT keys FROM applications"))
@@ -85,6 +120,9 @@ def main() -> int:
         "rss_before_mib": round(before, 1),
         "peak_rss_mib": round(peak, 1),
         "bytes_per_application": round((peak - before) * 2**20 / max(apps, 1)),
+        "distinct_keys": distinct_keys,
+        "keys_seen_more_than_once": repeated_keys,
+        "structures_bytes": held,
     }
     converted = (
         ""
@@ -99,7 +137,14 @@ def main() -> int:
         f"`uv run --frozen python bench/history_memory.py`: {args.store.name} ({apps:,} applications, "
         f"{keys:,} key events, over {out['days']} days) opened in {open_s:.1f} s; the process grew from "
         f"{before:,.0f} to {peak:,.0f} MiB, about {out['bytes_per_application']:,} bytes an application."
-        f"{converted} Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores.\n"
+        f"{converted} Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores.\n\n"
+        f"Where it goes ({distinct_keys:,} distinct keys, {distinct_keys / max(apps, 1):.1f} an "
+        f"application, {repeated_keys:,} of them seen more than once):\n\n"
+        "| structure | MiB | bytes an application |\n|---|---|---|\n"
+        + "".join(
+            f"| {name} | {b / 2**20:.1f} | {b / max(apps, 1):.0f} |\n"
+            for name, b in [*held.items(), ("total", sum(held.values()))]
+        )
     )
     results = BENCH / "results"
     (results / f"{args.results}.md").write_text(text)
