@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     The kernel spreads connections, not calls: a caller's channel stays on one worker. Worker 0
     serves the review page; worker i its metrics on `metrics_port + i`."""
     worker_port_base: int | None = Field(default=None, ge=1, le=65535)
-    """With `workers` > 1: worker i also listens on `worker_port_base + i`, a port of its own, so
+    """With `workers` > 1 (ignored with one): worker i also listens on `worker_port_base + i`, a port
+    of its own (held by the parent for the workers' whole life, refused if anything holds it), so
     that a caller can spread calls, not connections, over the workers: a gRPC channel to all the
     workers' ports with the `round_robin` load-balancing policy (`docs/operations.md`). None: the
     shared port only."""
@@ -156,7 +157,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _worker_ports(self) -> Settings:
         base = self.worker_port_base
-        if base is None:
+        if base is None or self.workers == 1:  # one process listens on `port` alone: unused
             return self
         if base + self.workers - 1 > 65535:
             raise ValueError(
@@ -164,7 +165,9 @@ class Settings(BaseSettings):
                 "(worker i listens on worker_port_base + i, at most 65535)"
             )
         own = range(base, base + self.workers)
-        taken: dict[str, list[int | None]] = {"port": [self.port], "review_port": [self.review_port]}
+        taken: dict[str, list[int | None]] = {"port": [self.port]}
+        if self.review_host in (None, self.host):
+            taken["review_port"] = [self.review_port]
         if self.metrics_port:
             taken["metrics_port + i"] = list(range(self.metrics_port, self.metrics_port + self.workers))
         for name, ports in taken.items():

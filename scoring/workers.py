@@ -17,11 +17,14 @@ stops them gracefully. Only worker 0 serves the review page; worker i serves its
 
 Calls, not connections, are spread by the caller: with `worker_port_base` set, worker i also
 listens on `worker_port_base + i` alone, and a gRPC channel to all those ports with the
-`round_robin` policy sends each call to the next worker (one connection to each).
+`round_robin` policy sends each call to the next worker (one connection to each). The parent holds
+those ports too (refusing to start if anything else holds one), so a restarted worker gets its own
+back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -62,6 +65,18 @@ def reserve_port(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
     return sock
+
+
+def reserve_free_port(host: str, port: int) -> socket.socket:
+    """`reserve_port` for a port nothing may hold yet: a worker's own port (`worker_port_base`). A
+    plain bind first (SO_REUSEADDR only, so a closing connection's TIME_WAIT does not count) fails
+    if any socket holds the port, another server's SO_REUSEPORT group included; the reservation then
+    keeps it for the workers' whole life, a restarted worker's included."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    return reserve_port(host, port)
 
 
 def worker_env(settings: Settings, index: int) -> dict[str, str]:
@@ -203,8 +218,19 @@ def serve_workers(settings: Settings, bundle: Path, model_version: str) -> int:
     except (OSError, ValueError) as exc:
         print(f"fraudscore: refusing to serve: {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 3
-    with reserved:
+    with reserved, contextlib.ExitStack() as stack:
         port = int(reserved.getsockname()[1])
+        for i in range(settings.workers if settings.worker_port_base is not None else 0):
+            mine = settings.worker_port(i)
+            assert mine is not None
+            try:
+                stack.enter_context(reserve_free_port(settings.host, mine))
+            except OSError as exc:
+                print(
+                    f"fraudscore: refusing to serve: worker {i}'s own port {settings.host}:{mine}: {exc}",
+                    file=sys.stderr,
+                )
+                return 3
 
         def ready(lines: list[str]) -> None:
             tls = " over TLS" if settings.tls_cert else ""

@@ -234,6 +234,9 @@ def test_worker_ports_must_not_overlap_the_others():
             Settings(workers=2, port=50051, worker_port_base=clash, _env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="leaves no port for worker 1"):
         Settings(workers=2, worker_port_base=65535, _env_file=None)  # type: ignore[call-arg]
+    # One process never listens on it; a review page on another interface does not clash.
+    Settings(workers=1, port=50051, worker_port_base=50051, _env_file=None)  # type: ignore[call-arg]
+    Settings(workers=2, review_host="10.0.0.1", worker_port_base=8079, _env_file=None)  # type: ignore[call-arg]
 
 
 def _value(exposition: str, name: str) -> float:

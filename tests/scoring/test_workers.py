@@ -142,12 +142,19 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
                 stub.Score(pb.ScoreRequest(application=with_attributes(application())), timeout=30)
         spread = [_decisions(metrics[i]) - before[i] for i in (0, 1)]
         assert sum(spread) == 20 and min(spread) >= 5, spread  # strict turns once both are connected
+        with socket.socket() as intruder, pytest.raises(OSError):  # held: nothing else may take it
+            intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            intruder.bind(("127.0.0.1", base + 1))
 
         # A worker killed outright is restarted on the same port; the service answers meanwhile.
         os.kill(int(ready[1].group(2)), signal.SIGKILL)
         restarted = _lines_until(proc, r"^fraudscore: worker 1 \(pid \d+\) ready")
         assert int(re.search(r"pid (\d+)", restarted[-1]).group(1)) != int(ready[1].group(2))
         assert len(_score_everywhere(port, [with_attributes(application()) for _ in range(4)])) == 4
+        with grpc.insecure_channel(f"127.0.0.1:{base + 1}") as channel:  # back on its own port
+            pb_grpc.FraudScoringStub(channel).Score(
+                pb.ScoreRequest(application=with_attributes(application())), timeout=30
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(60)
@@ -157,6 +164,23 @@ def test_two_workers_share_the_port_and_the_stores(settings, tmp_path):
     for m in ready.values():  # the workers are gone with their parent
         with pytest.raises(ProcessLookupError):
             os.kill(int(m.group(2)), 0)
+
+
+def test_a_worker_port_held_by_another_program_refuses_the_start(settings, tmp_path):
+    base = _free_port_pair()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", base + 1))
+        other.listen()
+        env = _env(settings, tmp_path / "var") | {"FRAUDSCORE_REVIEW_PORT": "none"}
+        proc = _serve_two_workers(env, tmp_path / "stderr.log", "--worker-port-base", str(base))
+        try:
+            assert proc.wait(120) == 3
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            assert proc.stdout is not None
+            proc.stdout.close()
+    assert f"worker 1's own port 127.0.0.1:{base + 1}" in (tmp_path / "stderr.log").read_text()
 
 
 def test_workers_stop_when_their_parent_is_killed(settings, tmp_path):
