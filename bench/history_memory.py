@@ -63,6 +63,9 @@ def breakdown(index: Any) -> dict[str, int]:
         "key -> applications: the dict's table": own(by_key),
         "key -> applications: the 16-byte keys": sum(own(k) for k in by_key),
         "key -> applications: numbers and lists": sum(own(v) for v in by_key.values()),
+        "keys carried once: sorted arrays": int(
+            getattr(index, "_cold_keys", b"").__sizeof__() + getattr(index, "_cold_nums", b"").__sizeof__()
+        ),
     }
 
 
@@ -96,7 +99,8 @@ def main() -> int:
         peak = _rss_mib()
         index = store._index
         held = breakdown(index)
-        distinct_keys = len(index._by_key)
+        cold = len(getattr(index, "_cold_keys", ()))
+        distinct_keys = len(index._by_key) + cold
         repeated_keys = sum(1 for v in index._by_key.values() if isinstance(v, list))
         db = sqlite3.connect(copy)
         apps, first, last = db.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM applications").fetchone()

@@ -154,6 +154,31 @@ def test_applications_recorded_out_of_time_order_give_the_same_features(keys, of
     assert history_frame(online).equals(offline.head(800))
 
 
+def test_a_reopened_store_goes_on_equal_to_offline(keys, offline, tmp_path):
+    """Reopening reads the log into the index in bulk, the keys carried once into sorted arrays;
+    the applications scored after it (keys seen again move out of the arrays, a batch that fails
+    is taken back) give the offline features."""
+    rows = list(keys.head(1_200).iter_rows(named=True))
+    path = tmp_path / "history.sqlite"
+    store = SQLiteHistoryStore(path)
+    store.record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
+    online = store.lookup_and_record(rows[:700])
+    store.close()
+    store = SQLiteHistoryStore(path)
+    index = store._index
+    assert len(index._cold_keys) > 1_000 and len(index._by_key) > 0  # both parts are in use
+    assert list(index._cold_keys) == sorted(index._cold_keys)
+    # A batch that fails after its first application was taken in leaves the index as it was.
+    with pytest.raises(KeyError):
+        store.lookup_and_record([rows[700], {"application_id": "bad"}])
+    for start in range(700, len(rows), 10):
+        online += store.lookup_and_record(rows[start : start + 10])
+    moved = sum(1 for key in index._by_key if index._cold(key) is not None)
+    store.close()
+    assert history_frame(online).equals(offline.head(1_200))
+    assert moved >= 20  # keys carried once before the reopening, seen again after it
+
+
 def test_a_batch_that_fails_leaves_nothing_behind(keys, tmp_path):
     store = SQLiteHistoryStore(tmp_path / "history.sqlite")
     rows = list(keys.head(100).iter_rows(named=True))
