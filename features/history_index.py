@@ -119,17 +119,19 @@ class HistoryIndex:
         counts = [len(k) // 17 for k in self._keys]
         if not sum(counts):
             return
-        packed = np.frombuffer(b"".join(self._keys), dtype=np.dtype([("kind", "u1"), ("key", "S16")]))
-        keys = packed["key"].copy()
+        # Temporaries are let go of as soon as they are used: this runs at the process's peak.
+        keys = np.frombuffer(b"".join(self._keys), dtype=np.dtype([("kind", "u1"), ("key", "S16")]))
+        keys = keys["key"].copy()
         nums = np.repeat(np.arange(len(self._keys), dtype=np.uint32), counts)
         order = np.lexsort((nums, np.frombuffer(self._ts, dtype=np.int64)[nums], keys))
         keys, nums = keys[order], nums[order]
+        del order
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
         sizes = np.diff(np.append(starts, len(keys)))
         once = sizes == 1
         self._cold_keys, self._cold_nums = keys[starts[once]], nums[starts[once]]
-        head = self._cold_keys.view(np.uint8).reshape(-1, 16)[:, :3].astype(np.uint32)
-        prefix = (head[:, 0] << 16) | (head[:, 1] << 8) | head[:, 2]
+        head = self._cold_keys.view(np.uint8).reshape(-1, 16)
+        prefix = (head[:, 0].astype(np.uint32) << 16) | (head[:, 1].astype(np.uint32) << 8) | head[:, 2]
         bits = np.zeros(1 << 21, dtype=np.uint8)
         np.bitwise_or.at(bits, prefix >> 3, (1 << (prefix & 7)).astype(np.uint8))
         self._cold_filter = bits.tobytes()
