@@ -49,7 +49,7 @@ def breakdown(index: Any) -> dict[str, int]:
         seen.add(id(obj))
         return sys.getsizeof(obj)
 
-    by_key = index._by_key
+    by_key, fresh = index._by_key, getattr(index, "_fresh", {})
     return {
         "application ids and their numbers (dict)": own(index._number)
         + sum(own(k) + own(v) for k, v in index._number.items())
@@ -63,10 +63,18 @@ def breakdown(index: Any) -> dict[str, int]:
         "key -> applications: the dict's table": own(by_key),
         "key -> applications: the 16-byte keys": sum(own(k) for k in by_key),
         "key -> applications: numbers and lists": sum(own(v) for v in by_key.values()),
-        "keys carried once: sorted arrays": int(
-            getattr(index, "_cold_keys", b"").__sizeof__() + getattr(index, "_cold_nums", b"").__sizeof__()
+        "keys new since the last run (dict)": own(fresh) + sum(own(k) + own(v) for k, v in fresh.items()),
+        "keys carried once: sorted arrays": sum(
+            int(keys.__sizeof__() + nums.__sizeof__()) for keys, nums in cold_runs(index)
         ),
     }
+
+
+def cold_runs(index: Any) -> list[tuple[Any, Any]]:
+    """The index's sorted runs of keys carried once (one pair of arrays before the runs came)."""
+    if hasattr(index, "_runs"):
+        return list(index._runs)
+    return [(index._cold_keys, index._cold_nums)] if hasattr(index, "_cold_keys") else []
 
 
 def main() -> int:
@@ -99,7 +107,7 @@ def main() -> int:
         peak = _rss_mib()
         index = store._index
         held = breakdown(index)
-        cold = len(getattr(index, "_cold_keys", ()))
+        cold = sum(len(keys) for keys, _ in cold_runs(index))
         distinct_keys = len(index._by_key) + cold
         repeated_keys = sum(1 for v in index._by_key.values() if isinstance(v, list))
         db = sqlite3.connect(copy)

@@ -7,18 +7,31 @@ definitions, the same offline and online (`tests/features/test_history.py`).
 
 Layout, per application (numbered in the order the index learnt of them): its time and amount in
 parallel `array`s, its identity and email hashes, its id, and its keys packed as bytes (1 byte: the
-key's index in `KEY_NAMES`; 16 bytes: its keyed hash). Per key (the 16-byte hash alone: the kind is
-part of the hashed text, so two kinds never share one), the numbers of the applications that carry
-it, sorted by time, in a dict; a key seen once holds a plain int. The keys carried by one
-application when the log is read (95% of the demo's) are not in the dict but in a sorted array of
-keys beside their applications' numbers (20 bytes a key against about 110), behind a filter on
-their first 3 bytes; a key of the array that is seen again moves into the dict, which is looked up
-first. Equal hashes (identities, emails) are shared objects. On the demo history that is about 820
-bytes an application of structures, 1.3 kB of a process's memory (`bench/history_memory.py`).
+key's index in `KEY_NAMES`; 16 bytes: its keyed hash). Equal hashes (identities, emails) are shared
+objects. Per key (the 16-byte hash alone: the kind is part of the hashed text, so two kinds never
+share one), the numbers of the applications that carry it, in time order, are in one of three
+places, looked up in this order:
+
+- a dict of the keys carried more than once (a list of numbers each);
+- a dict of the keys new since the last run was made, carried once so far (a number each);
+- sorted runs: arrays of keys carried once beside their application's number (20 bytes a key
+  against about 110 in a dict; 95% of the demo's keys), behind two filters on the keys' first 6
+  bytes that answer most lookups of a key in no run without a binary search.
+
+A key seen again moves into the first dict (its entry in a run stays, unread). Opening the store
+builds one run from the whole log; while serving, every `FRESH_RUN` new keys become a small run
+(about a millisecond on the caller's thread), and a thread of the index's own merges runs of like
+size in the background, in blocks that hand the interpreter lock over, so there are a few runs and
+no merge of a large run stalls a batch. On the demo history that is about 820 bytes an application
+of structures when opened, 1.3 kB of a process's memory (`bench/history_memory.py`), and about 730
+bytes of a process's memory for each application served after (`bench/history_growth.py`).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from array import array
 from bisect import bisect_left, insort_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,6 +40,8 @@ import numpy as np
 
 from features.history import KEY_NAMES, KEYS, LINK_KEYS, LINK_WINDOW, WINDOWS, KeyAggregate, online_history
 from features.rings import RING_BOUND, RingBound, RingSize, walk_ring
+
+log = logging.getLogger(__name__)
 
 LinkKey = tuple[int, bytes]  # (index in LINK_KEYS, keyed hash): a link key as the ring walk sees it
 # One application as the log keeps it: id, time (µs), amount (cents), identity and email hashes, and
@@ -38,6 +53,54 @@ Span = tuple[Sequence[int], int, int]
 LINK_OF_KIND = tuple(LINK_KEYS.index(name) if name in LINK_KEYS else -1 for name in KEY_NAMES)
 _LINK_US = WINDOWS[LINK_WINDOW]
 _SPECS = tuple((spec, tuple((w, WINDOWS[w]) for w in spec.windows if w != LINK_WINDOW)) for spec in KEYS)
+# A sorted run of keys carried once and, position for position, the number of the application that
+# carries each.
+Run = tuple[np.ndarray, np.ndarray]
+# Keys that arrive while serving wait in a dict until this many have come; then those still carried
+# once move into a run of their own (about 500 applications' new keys; 1 ms of the caller's time).
+FRESH_RUN = 4_096
+# Elements a background merge writes between two hand-overs of the interpreter lock.
+MERGE_BLOCK = 1 << 16
+
+
+def _merge_runs(a: Run, b: Run) -> Run:
+    """Two runs as one, written in blocks (each holds the interpreter lock for well under a
+    millisecond) so that a merge of millions of keys on a background thread does not stall the
+    threads that serve. A key is in one run only (it enters a run once, when carried once)."""
+    (a_keys, a_nums), (b_keys, b_nums) = a, b
+    total = len(a_keys) + len(b_keys)
+    # Where each key of b goes in the merged run: before the keys of a that are not smaller.
+    dest = np.concatenate(
+        [a_keys.searchsorted(b_keys[i : i + MERGE_BLOCK]) for i in range(0, len(b_keys), MERGE_BLOCK)]
+        or [np.empty(0, dtype=np.int64)]
+    )
+    dest += np.arange(len(b_keys))
+    keys = np.empty(total, dtype=a_keys.dtype)
+    nums = np.empty(total, dtype=np.uint32)
+    for start in range(0, total, MERGE_BLOCK):
+        end = min(start + MERGE_BLOCK, total)
+        b_lo, b_hi = (int(i) for i in dest.searchsorted((start, end)))
+        a_lo, a_hi = start - b_lo, end - b_hi
+        from_b = np.zeros(end - start, dtype=bool)
+        from_b[dest[b_lo:b_hi] - start] = True
+        block_keys, block_nums = keys[start:end], nums[start:end]
+        block_keys[from_b], block_keys[~from_b] = b_keys[b_lo:b_hi], a_keys[a_lo:a_hi]
+        block_nums[from_b], block_nums[~from_b] = b_nums[b_lo:b_hi], a_nums[a_lo:a_hi]
+        time.sleep(0)  # the serving threads' turn
+    return keys, nums
+
+
+# Two neighbouring runs are merged when the older is at most this many times the newer: run sizes
+# then fall geometrically from the oldest, so there are about log(keys / FRESH_RUN) / log(this) runs.
+MERGE_RATIO = 4
+
+
+def _pick(runs: Sequence[Run]) -> int | None:
+    """The first of two neighbouring runs to merge (the newest such pair), or None."""
+    for i in range(len(runs) - 2, -1, -1):
+        if len(runs[i][0]) <= MERGE_RATIO * len(runs[i + 1][0]):
+            return i
+    return None
 
 
 def pack_keys(blobs: Mapping[str, bytes | None]) -> bytes:
@@ -46,7 +109,8 @@ def pack_keys(blobs: Mapping[str, bytes | None]) -> bytes:
 
 
 class HistoryIndex:
-    """Not thread-safe: its store serialises every call."""
+    """Not thread-safe: its store serialises every call. (Its own merging thread touches only the
+    runs, behind a lock of its own.)"""
 
     def __init__(self, ring_bound: RingBound = RING_BOUND) -> None:
         self.ring_bound = ring_bound
@@ -58,15 +122,23 @@ class HistoryIndex:
         self._email: list[bytes | None] = []
         self._keys: list[bytes] = []
         self._by_key: dict[bytes, int | list[int]] = {}
-        # Keys carried by one application when the log was read (most keys: a device, a phone, an
-        # email seen once), as sorted arrays instead of dict entries: 20 bytes a key against about
-        # 110. A key there that is seen again moves into `_by_key`, which is looked up first.
-        self._cold_keys = np.empty(0, dtype="S16")
-        self._cold_nums = np.empty(0, dtype=np.uint32)
-        # One bit for each value of a key's first 3 bytes, set where a key in the arrays starts so:
-        # most keys looked up are in neither part (a new device, a new phone), and 2 MiB tell
-        # about 9 in 10 of them apart without a binary search.
-        self._cold_filter = bytes(1 << 21)
+        # Keys carried by one application (most keys: a device, a phone, an email seen once), as
+        # sorted runs instead of dict entries: 20 bytes a key against about 110. A key there that
+        # is seen again moves into `_by_key`, which is looked up first (its entry in the run stays,
+        # unread). Replaced whole, never changed in place: a lookup reads the tuple once.
+        self._runs: tuple[Run, ...] = ()
+        self._runs_lock = threading.Lock()  # between `settle` and the merging thread
+        # Keys new to the index since the last run was made, carried once so far (a key seen again
+        # moves to `_by_key`): the next run.
+        self._fresh: dict[bytes, int] = {}
+        self._merger: threading.Thread | None = None
+        self._merge_wanted = threading.Event()
+        self._closed = False
+        # Two filters of 2 MiB: one bit for each value of a key's bytes 0-2, and of its bytes 3-5,
+        # set for each key in a run (never cleared). Most keys looked up are in no run (a new
+        # device, a new phone), and the two bits tell about 49 in 50 of those apart without a
+        # binary search in each run (the demo's 1.9 million keys set about 1 bit in 9 of each).
+        self._filters = (bytearray(1 << 21), bytearray(1 << 21))
         self._shared: dict[bytes, bytes] = {}
         self._fraud_known: dict[str, int] = {}  # application id -> when its fraud outcome was known
 
@@ -132,40 +204,117 @@ class HistoryIndex:
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
         sizes = np.diff(np.append(starts, len(keys)))
         once = sizes == 1
-        self._cold_keys, self._cold_nums = keys[starts[once]], nums[starts[once]]
-        head = self._cold_keys.view(np.uint8).reshape(-1, 16)
-        prefix = (head[:, 0].astype(np.uint32) << 16) | (head[:, 1].astype(np.uint32) << 8) | head[:, 2]
-        bits = np.zeros(1 << 21, dtype=np.uint8)
-        np.bitwise_or.at(bits, prefix >> 3, (1 << (prefix & 7)).astype(np.uint8))
-        self._cold_filter = bits.tobytes()
+        if once.any():
+            run = (keys[starts[once]], nums[starts[once]])
+            self._mark(run[0])
+            self._runs = (run,)
         by_key = self._by_key
         for start, size in zip(starts[~once].tolist(), sizes[~once].tolist(), strict=True):
             by_key[keys[start : start + 1].tobytes()] = nums[start : start + size].tolist()
 
+    def _mark(self, keys: np.ndarray) -> None:
+        """Sets the filters' bits of the keys of a new run."""
+        head = keys.view(np.uint8).reshape(-1, 16).astype(np.uint32)
+        for at, filt in zip((0, 3), self._filters, strict=True):
+            value = (head[:, at] << 16) | (head[:, at + 1] << 8) | head[:, at + 2]
+            bits = np.frombuffer(filt, dtype=np.uint8)  # a view: the bits are set in place
+            np.bitwise_or.at(bits, value >> 3, (1 << (value & 7)).astype(np.uint8))
+
     def _cold(self, key: bytes) -> int | None:
-        """The one application of `key` in the sorted arrays, if it is there."""
-        prefix = (key[0] << 16) | (key[1] << 8) | key[2]
-        if not self._cold_filter[prefix >> 3] & (1 << (prefix & 7)):
+        """The one application of `key` in the runs, if it is in one."""
+        first, second = self._filters
+        value = (key[0] << 16) | (key[1] << 8) | key[2]
+        if not first[value >> 3] & (1 << (value & 7)):
             return None
-        cold = self._cold_keys
-        i = int(cold.searchsorted(key))
+        value = (key[3] << 16) | (key[4] << 8) | key[5]
+        if not second[value >> 3] & (1 << (value & 7)):
+            return None
         # numpy gives an element back without its trailing zero bytes; keys are all 16 bytes long
-        if i < len(cold) and cold[i] == key.rstrip(b"\0"):
-            return int(self._cold_nums[i])
+        stripped = key.rstrip(b"\0")
+        for keys, nums in reversed(self._runs):  # the newest first: recent keys are read most
+            i = int(keys.searchsorted(key))
+            if i < len(keys) and keys[i] == stripped:
+                return int(nums[i])
         return None
+
+    def settle(self) -> None:
+        """Moves the keys new since the last run, once `FRESH_RUN` have come, into a new run; the
+        merging thread is told. The store calls it where every application held is committed:
+        `truncate` never reaches a key in a run."""
+        fresh = self._fresh
+        if len(fresh) < FRESH_RUN:
+            return
+        self._fresh = {}
+        keys = np.frombuffer(b"".join(fresh), dtype="S16")
+        order = np.argsort(keys)  # distinct keys
+        run = (keys[order], np.fromiter(fresh.values(), dtype=np.uint32, count=len(fresh))[order])
+        self._mark(run[0])
+        with self._runs_lock:
+            self._runs = (*self._runs, run)
+        if _pick(self._runs) is not None:
+            if self._merger is None:
+                self._merger = threading.Thread(target=self._merging, name="history-index-merge", daemon=True)
+                self._merger.start()
+            self._merge_wanted.set()
+
+    def _merging(self) -> None:
+        """The merging thread: merges neighbouring runs of like size until none are left (`_pick`),
+        then waits to be told of a new run. Only it removes runs; `settle` only adds one at the end."""
+        while True:
+            self._merge_wanted.wait()
+            self._merge_wanted.clear()
+            while not self._closed:
+                with self._runs_lock:
+                    runs = self._runs
+                i = _pick(runs)
+                if i is None:
+                    break
+                try:
+                    merged = _merge_runs(runs[i], runs[i + 1])
+                except Exception:  # lookups stay right over unmerged runs, only slower
+                    log.exception("merging the history index's runs failed; new runs stay unmerged")
+                    return
+                with self._runs_lock:
+                    now = self._runs  # the same runs, perhaps with new ones after them
+                    self._runs = (*now[:i], merged, *now[i + 2 :])
+            if self._closed:
+                return
+
+    def runs(self) -> list[int]:
+        """The sizes of the runs, oldest first (benchmarks and tests)."""
+        return [len(keys) for keys, _ in self._runs]
+
+    def wait_for_merges(self) -> None:
+        """Until the merging thread has nothing left to merge (tests and benchmarks)."""
+        while self._merger is not None and not self._closed:
+            with self._runs_lock:
+                if _pick(self._runs) is None:
+                    return
+            if not self._merger.is_alive():
+                raise RuntimeError("the history index's merging thread stopped (see the log)")
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        """Stops the merging thread, after the merge in progress if there is one."""
+        self._closed = True
+        self._merge_wanted.set()
+        if self._merger is not None:
+            self._merger.join()
 
     def _add(self, row: LogRow, unsorted: set[bytes] | None) -> bool:
         if not self._add_application(row):
             return False
         n, ts, keys = len(self._ids) - 1, row[1], row[5]
-        by_key, times = self._by_key, self._ts
+        by_key, fresh, times = self._by_key, self._fresh, self._ts
         for j in range(1, len(keys), 17):
             key = keys[j : j + 16]
             found = by_key.get(key)
-            if found is None and len(self._cold_keys):
-                found = self._cold(key)  # seen once when the log was read: it moves to the dict
+            if found is None:  # carried once so far, if at all: it moves to `_by_key`
+                found = fresh.pop(key, None)
+                if found is None and self._runs:
+                    found = self._cold(key)
             if found is None:
-                by_key[key] = n
+                fresh[key] = n
             elif isinstance(found, int):
                 by_key[key] = [found, n] if times[found] <= ts else [n, found]
             elif times[found[-1]] <= ts:
@@ -184,8 +333,10 @@ class HistoryIndex:
             keys = self._keys.pop()
             for j in range(1, len(keys), 17):
                 key = keys[j : j + 16]
-                found = self._by_key[key]
-                if isinstance(found, int):
+                found = self._by_key.get(key)
+                if found is None:  # new with this application
+                    del self._fresh[key]
+                elif isinstance(found, int):
                     del self._by_key[key]
                 else:
                     found.remove(n)
@@ -207,7 +358,9 @@ class HistoryIndex:
     # -- lookups --------------------------------------------------------------------------------
     def _carriers(self, key: bytes) -> Sequence[int]:
         found = self._by_key.get(key)
-        if found is None and len(self._cold_keys):
+        if found is None:
+            found = self._fresh.get(key)
+        if found is None and self._runs:
             found = self._cold(key)
         if found is None:
             return ()

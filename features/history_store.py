@@ -211,6 +211,7 @@ class SQLiteHistoryStore:
             size = read = None
             try:
                 self._catch_up()
+                self._index.settle()  # all it holds is committed: keys carried once into a run
                 size, read = len(self._index), self._read_apps
                 appended: list[LogRow] = []
                 yield appended
@@ -305,6 +306,7 @@ class SQLiteHistoryStore:
             db.execute("VACUUM")  # the dropped index pages back to the file system
 
     def close(self) -> None:
+        self._index.close()
         if self._checkpointer is not None:
             self._checkpointer.stop()
         with self._lock:

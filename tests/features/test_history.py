@@ -7,11 +7,13 @@ import datetime as dt
 import random
 import sqlite3
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features import history_index
 from features.history import (
     HASHED,
     HISTORY_FEATURES,
@@ -154,11 +156,15 @@ def test_applications_recorded_out_of_time_order_give_the_same_features(keys, of
     assert history_frame(online).equals(offline.head(800))
 
 
-def test_a_reopened_store_goes_on_equal_to_offline(keys, offline, tmp_path):
-    """Reopening reads the log into the index in bulk, the keys carried once into sorted arrays;
-    the applications scored after it (keys seen again move out of the arrays, a batch that fails
-    is taken back) give the offline features."""
-    rows = list(keys.head(1_200).iter_rows(named=True))
+def test_a_reopened_store_goes_on_equal_to_offline(keys, offline, tmp_path, monkeypatch):
+    """Reopening reads the log into the index in bulk, the keys carried once into a sorted run;
+    while serving, new keys carried once move into runs of their own, which a thread merges in the
+    background. The applications scored (keys seen again move out of the runs, a batch that fails
+    is taken back) give the offline features, and so does every application read again after the
+    merges."""
+    monkeypatch.setattr(history_index, "FRESH_RUN", 100)  # a run every ~15 applications
+    monkeypatch.setattr(history_index, "MERGE_BLOCK", 64)  # merges written in many blocks
+    rows = list(keys.head(2_000).iter_rows(named=True))
     path = tmp_path / "history.sqlite"
     store = SQLiteHistoryStore(path)
     store.record_outcomes(keys.select("application_id", "fraud", "known_at").iter_rows())
@@ -166,17 +172,55 @@ def test_a_reopened_store_goes_on_equal_to_offline(keys, offline, tmp_path):
     store.close()
     store = SQLiteHistoryStore(path)
     index = store._index
-    assert len(index._cold_keys) > 1_000 and len(index._by_key) > 0  # both parts are in use
-    assert list(index._cold_keys) == sorted(index._cold_keys)
+    (opened,) = index.runs()
+    assert opened > 1_000 and len(index._by_key) > 0  # both parts are in use
     # A batch that fails after its first application was taken in leaves the index as it was.
     with pytest.raises(KeyError):
         store.lookup_and_record([rows[700], {"application_id": "bad"}])
+    most_runs = 1
     for start in range(700, len(rows), 10):
+        if start == 1_300:  # another failed batch, with new keys waiting for a run
+            with pytest.raises(KeyError):
+                store.lookup_and_record([rows[start], {"application_id": "bad"}])
         online += store.lookup_and_record(rows[start : start + 10])
+        most_runs = max(most_runs, len(index.runs()))
+    index.wait_for_merges()
+    runs = index._runs
+    everything = store.lookup_and_record(rows, record=False)  # through the merged runs
     moved = sum(1 for key in index._by_key if index._cold(key) is not None)
     store.close()
-    assert history_frame(online).equals(offline.head(1_200))
-    assert moved >= 20  # keys carried once before the reopening, seen again after it
+    assert history_frame(online).equals(offline.head(2_000))
+    assert history_frame(everything).equals(offline.head(2_000))
+    assert moved >= 20  # keys carried once, seen again later
+    assert most_runs >= 3 and history_index._pick(runs) is None  # runs made while serving, merged
+    assert sum(map(len, (k for k, _ in runs))) > opened + 5_000  # the new keys went into runs
+    # What the dict keeps: keys seen more than once, and those waiting for the next run.
+    assert sum(1 for found in index._by_key.values() if type(found) is int) < 200
+    assert len(index._fresh) < 100
+    for run_keys, nums in runs:
+        assert list(run_keys) == sorted(run_keys) and len(nums) == len(run_keys)
+    in_runs = [key for run_keys, _ in runs for key in run_keys.tolist()]
+    assert len(set(in_runs)) == len(in_runs)  # a key is in one run only
+
+
+def test_runs_merge_in_blocks_into_one_sorted_run(monkeypatch):
+    monkeypatch.setattr(history_index, "MERGE_BLOCK", 7)
+    rng = np.random.default_rng(3)
+    keys = np.frombuffer(rng.bytes(16 * 300), dtype="S16")
+    keys = np.concatenate([keys, np.frombuffer(b"\x05" + b"\x00" * 15 + b"\xff" * 16, dtype="S16")])
+    nums = np.arange(len(keys), dtype=np.uint32)
+    split = rng.permutation(len(keys))
+    a, b = np.sort(split[:250]), np.sort(split[250:])
+    order_a, order_b = np.argsort(keys[a]), np.argsort(keys[b])
+    merged = history_index._merge_runs(
+        (keys[a][order_a], nums[a][order_a]), (keys[b][order_b], nums[b][order_b])
+    )
+    order = np.argsort(keys)
+    assert merged[0].tobytes() == keys[order].tobytes()
+    assert merged[1].tolist() == nums[order].tolist()
+    empty = (np.empty(0, dtype="S16"), np.empty(0, dtype=np.uint32))
+    assert history_index._merge_runs(empty, merged)[1].tolist() == merged[1].tolist()
+    assert history_index._merge_runs(merged, empty)[1].tolist() == merged[1].tolist()
 
 
 def test_a_batch_that_fails_leaves_nothing_behind(keys, tmp_path):
