@@ -356,10 +356,14 @@ class HistoryIndex:
             self._fraud_known.pop(app, None)
 
     # -- lookups --------------------------------------------------------------------------------
-    def _carriers(self, key: bytes) -> Sequence[int]:
+    def _carriers(self, key: bytes, owner: int | None = None) -> Sequence[int]:
+        """The applications that carry `key`, in time order. `owner`: one application known to carry
+        it; a key in neither dict is carried by that one alone (in a run), so no run is searched."""
         found = self._by_key.get(key)
         if found is None:
             found = self._fresh.get(key)
+        if found is None and owner is not None:
+            return (owner,)
         if found is None and self._runs:
             found = self._cold(key)
         if found is None:
@@ -457,17 +461,26 @@ class HistoryIndex:
             if agg is not None:
                 counts[(i, key)] = agg.apps[LINK_WINDOW]
         lo_ts, limit = ts - _LINK_US, self.ring_bound.hub + 1
+        # The member each key reached by the walk came from: most are carried by it alone, and
+        # then need no search of the runs (they were two thirds of the searches while serving).
+        owners: dict[bytes, int] = {}
+
+        def members(numbers: Sequence[int]) -> dict[int, tuple[bytes | None, list[LinkKey]]]:
+            found = self._links(numbers)
+            for n, (_, keys) in found.items():
+                owners.update((key, n) for _, key in keys)
+            return found
 
         def neighbours(todo: Sequence[LinkKey]) -> Iterator[tuple[LinkKey, list[int]]]:
             for link in todo:
-                carriers = self._carriers(link[1])
+                carriers = self._carriers(link[1], owners.get(link[1]))
                 lo, hi = self._span(carriers, lo_ts, ts)
                 if hi > lo:
                     yield link, list(carriers[lo : min(hi, lo + limit)])
 
         bound = self.ring_bound
         return walk_ring(
-            identity, links, neighbours=neighbours, links=self._links, known_counts=counts, bound=bound
+            identity, links, neighbours=neighbours, links=members, known_counts=counts, bound=bound
         )
 
     def _links(self, numbers: Sequence[int]) -> dict[int, tuple[bytes | None, list[LinkKey]]]:
