@@ -23,7 +23,7 @@ builds one run from the whole log; while serving, every `FRESH_RUN` new keys bec
 (about a millisecond on the caller's thread), and a thread of the index's own merges runs of like
 size in the background, in blocks that hand the interpreter lock over, so there are a few runs and
 no merge of a large run stalls a batch. On the demo history that is about 820 bytes an application
-of structures when opened, 1.3 kB of a process's memory (`bench/history_memory.py`), and about 730
+of structures when opened, 1.3 kB of a process's memory (`bench/history_memory.py`), and 650-700
 bytes of a process's memory for each application served after (`bench/history_growth.py`).
 """
 
