@@ -92,6 +92,17 @@ def export(rev: str, into: Path) -> tuple[str, Path]:
     return commit, into
 
 
+def import_revision(rev: str, into: Path) -> str:
+    """Makes later imports of `scoring` and `features` in this process come from a git revision's
+    code (`export`), dropping those modules already imported from the working tree; returns the
+    commit. For a benchmark that runs the code in-process, not served."""
+    commit, source = export(rev, into)
+    sys.path.insert(0, str(source))
+    for name in [m for m in sys.modules if m.split(".")[0] in ("scoring", "features")]:
+        del sys.modules[name]
+    return commit
+
+
 def git_state() -> dict[str, Any]:
     """HEAD and the service files that differ from it (uncommitted work in the tree)."""
     head = subprocess.run(

@@ -56,12 +56,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fraudscore-history-growth-"))
-    commit = "working tree"
-    if args.rev:
-        commit, source = fs.export(args.rev, work / "source")
-        sys.path.insert(0, str(source))
-        for name in [m for m in sys.modules if m.split(".")[0] in ("scoring", "features")]:
-            del sys.modules[name]
+    commit = fs.import_revision(args.rev, work / "source") if args.rev else "working tree"
     import polars as pl
 
     from features import history_index

@@ -44,12 +44,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fraudscore-stages-"))
-    commit = "working tree"
-    if args.rev:
-        commit, source = fs.export(args.rev, work / "source")
-        sys.path.insert(0, str(source))
-        for name in [m for m in sys.modules if m.split(".")[0] in ("scoring", "features")]:
-            del sys.modules[name]
+    commit = fs.import_revision(args.rev, work / "source") if args.rev else "working tree"
     from features.history import entity_key_rows, history_frame
     from features.history_store import SQLiteHistoryStore
     from features.schema import CANONICAL_SCHEMA, validate_row
