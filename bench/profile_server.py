@@ -3,8 +3,9 @@ the suite's load generator drives it with new applications; prints the functions
 inclusive and self shares of the samples (Python frames; time inside a C extension such as ONNX
 Runtime, polars or SQLite counts to the Python frame that called it).
 
-    uv run --frozen python bench/profile_server.py [--kind text] [--workers 4] [--concurrency 16]
-        [--rate R | --stream N] [--seconds 20] [--gil] [--results profile-text]
+    uv run --frozen python bench/profile_server.py [--kind text] [--mix risky] [--rev REV]
+        [--workers 4] [--concurrency 16] [--rate R | --stream N] [--seconds 20] [--gil]
+        [--results profile-text]
 
 py-spy comes from `uvx py-spy` (PYSPY=/path/to/py-spy overrides; on a GPU machine, a carried wheel).
 Writes bench/results/NAME.md and NAME.raw.txt (py-spy's collapsed stacks).
@@ -97,6 +98,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--kind", choices=("tabular", "history", "text"), default="text")
+    parser.add_argument(
+        "--mix",
+        choices=("mix", "risky", "consumer", "small_business"),
+        default="mix",
+        help="the applications sent (risky: every one REVIEW/DECLINE, with reasons); not with text",
+    )
+    parser.add_argument("--rev", default=None, help="serve this git revision's code (default: the tree)")
     parser.add_argument("--workers", type=int, default=1)
     loadgen.add_load_arguments(parser)
     parser.add_argument("--connections", type=int, default=0, help="default: 8 per worker (1 alone)")
@@ -115,11 +123,12 @@ def main() -> int:
     args.channels = args.connections or (8 * args.workers if args.workers > 1 else 1)
     pool = fs.Pool(prefix=f"PROFILE-{int(time.time())}")
     per_second = args.rate or 3000.0
-    kind = "text128" if args.kind == "text" else "mix"
+    kind = "text128" if args.kind == "text" else args.mix
     warm = pool.requests(kind, 300)
     requests = pool.requests(kind, int(per_second * (args.seconds + 8)))
     work = Path(tempfile.mkdtemp(prefix="fraudscore-profile-"))
-    server = fs.start_server(fs.bundle(args.kind), work / "server", workers=args.workers)
+    source = fs.export(args.rev, work / "source")[1] if args.rev else None
+    server = fs.start_server(fs.bundle(args.kind), work / "server", source, workers=args.workers)
     try:
         result = asyncio.run(drive(args, server.target, server.pid, warm, requests))
     finally:
