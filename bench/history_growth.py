@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
 import shutil
 import sqlite3
 import statistics
@@ -29,7 +28,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import fraudscore_side as fs  # noqa: E402
-from history_memory import breakdown, cold_runs  # noqa: E402
+from history_memory import breakdown, cold_runs, save  # noqa: E402
 from score_latency import machine  # noqa: E402
 
 
@@ -149,10 +148,7 @@ def main() -> int:
         + ", ".join(f"{n:,}: {mib}" for n, mib in samples)
         + "\n"
     )
-    results = BENCH / "results"
-    (results / f"{args.results}.md").write_text(text)
-    (results / f"{args.results}.json").write_text(json.dumps(out, indent=1) + "\n")
-    print(text)
+    save(args.results, text, out)
     return 0
 
 

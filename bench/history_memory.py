@@ -158,11 +158,16 @@ def main() -> int:
             for name, b in [*held.items(), ("total", sum(held.values()))]
         )
     )
-    results = BENCH / "results"
-    (results / f"{args.results}.md").write_text(text)
-    (results / f"{args.results}.json").write_text(json.dumps(out, indent=1) + "\n")
-    print(text)
+    save(args.results, text, out)
     return 0
+
+
+def save(name: str, text: str, out: dict[str, Any]) -> None:
+    """Writes bench/results/NAME.md (`text`, also printed) and NAME.json (`out`)."""
+    results = BENCH / "results"
+    (results / f"{name}.md").write_text(text)
+    (results / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
